@@ -1,0 +1,305 @@
+//! Figures → Markdown: the summary table, the physical-limit parts, every run, the
+//! machine, and the targets.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::args::format_size;
+
+/// Targets from the upload-throughput brief.
+const RSS_TARGET_MIB: f64 = 64.0;
+const RSS_TARGET_SIZE: u64 = 1 << 30;
+const LIMIT_TARGET_PERCENT: f64 = 70.0;
+const LIMIT_TARGET_SIZES: [u64; 2] = [64 << 20, 1 << 30];
+
+/// One repetition at one size.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub put: Duration,
+    pub rss_peak_kib: u64,
+    pub rss_samples: u64,
+    pub sha256sum: Duration,
+    pub dd: Duration,
+    pub sha2: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct SizeResult {
+    pub size: u64,
+    pub runs: Vec<Run>,
+}
+
+impl SizeResult {
+    fn median_of(&self, f: impl Fn(&Run) -> Duration) -> f64 {
+        median(self.runs.iter().map(|r| f(r).as_secs_f64()).collect())
+    }
+
+    pub fn put_mbps(&self) -> f64 {
+        mbps(self.size, self.median_of(|r| r.put))
+    }
+
+    /// bytes / (median `sha256sum` time + median `dd` time).
+    pub fn limit_mbps(&self) -> f64 {
+        mbps(
+            self.size,
+            self.median_of(|r| r.sha256sum) + self.median_of(|r| r.dd),
+        )
+    }
+
+    pub fn percent_of_limit(&self) -> f64 {
+        100.0 * self.put_mbps() / self.limit_mbps()
+    }
+
+    pub fn peak_rss_mib(&self) -> f64 {
+        let kib = self.runs.iter().map(|r| r.rss_peak_kib).max().unwrap_or(0);
+        kib as f64 / 1024.0
+    }
+}
+
+/// Everything the report says.
+pub struct Report {
+    pub date: String,
+    pub command: String,
+    pub machine: Machine,
+    pub cache_note: String,
+    pub client_chunk: usize,
+    pub baseline_rss_kib: Option<u64>,
+    pub hwm_kib: Option<u64>,
+    pub load_after: String,
+    pub results: Vec<SizeResult>,
+}
+
+impl Report {
+    pub fn markdown(&self) -> String {
+        let mut md = String::new();
+        let _ = writeln!(md, "#### Run of {}\n", self.date);
+        md.push_str("| Size | Runs | Median MB/s | Limit MB/s | % of limit | Peak RSS MiB |\n");
+        md.push_str("|---:|---:|---:|---:|---:|---:|\n");
+        for r in &self.results {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {:.0} | {:.0} | {:.0}% | {:.1} |",
+                format_size(r.size),
+                r.runs.len(),
+                r.put_mbps(),
+                r.limit_mbps(),
+                r.percent_of_limit(),
+                r.peak_rss_mib()
+            );
+        }
+        md.push_str(
+            "\nMB/s = 10^6 bytes per second; MiB = 2^20 bytes. *Median MB/s*: size / median \
+             PUT time, first body byte read by the client → `201` received (presign excluded). \
+             *Limit*: size / (median `sha256sum FILE` + median \
+             `dd if=FILE of=WORKDIR/dd.out bs=1M conv=fsync`), the sequential cost of hashing \
+             and durably writing the same bytes on the same disk, measured interleaved with the \
+             uploads. *Peak RSS*: highest `VmRSS` of the service process, sampled every 10 ms \
+             during the PUTs of that size.\n\n",
+        );
+
+        md.push_str("Parts of the limit (medians) and the in-process `sha2` rate for comparison:\n\n");
+        md.push_str("| Size | sha256sum MB/s | dd conv=fsync MB/s | sha2 crate MB/s |\n");
+        md.push_str("|---:|---:|---:|---:|\n");
+        for r in &self.results {
+            let _ = writeln!(
+                md,
+                "| {} | {:.0} | {:.0} | {:.0} |",
+                format_size(r.size),
+                mbps(r.size, r.median_of(|x| x.sha256sum)),
+                mbps(r.size, r.median_of(|x| x.dd)),
+                mbps(r.size, r.median_of(|x| x.sha2)),
+            );
+        }
+
+        md.push_str("\n<details><summary>Every run</summary>\n\n");
+        md.push_str(
+            "| Size | Run | PUT s | PUT MB/s | Peak RSS MiB (samples) | sha256sum s | dd s |\n",
+        );
+        md.push_str("|---:|---:|---:|---:|---:|---:|---:|\n");
+        for r in &self.results {
+            for (i, run) in r.runs.iter().enumerate() {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {:.4} | {:.0} | {:.1} ({}) | {:.4} | {:.4} |",
+                    format_size(r.size),
+                    i + 1,
+                    run.put.as_secs_f64(),
+                    mbps(r.size, run.put.as_secs_f64()),
+                    run.rss_peak_kib as f64 / 1024.0,
+                    run.rss_samples,
+                    run.sha256sum.as_secs_f64(),
+                    run.dd.as_secs_f64(),
+                );
+            }
+        }
+        md.push_str("\n</details>\n\n");
+
+        let kib_to_mib = |k: Option<u64>| {
+            k.map(|k| format!("{:.1} MiB", k as f64 / 1024.0))
+                .unwrap_or_else(|| "unknown".into())
+        };
+        let _ = writeln!(
+            md,
+            "Service memory: {} RSS when idle before the first upload; `VmHWM` (lifetime peak) {} at the end.\n",
+            kib_to_mib(self.baseline_rss_kib),
+            kib_to_mib(self.hwm_kib)
+        );
+        md.push_str("Targets:\n\n");
+        for line in self.target_lines() {
+            let _ = writeln!(md, "- {line}");
+        }
+        md.push('\n');
+
+        let m = &self.machine;
+        md.push_str("Machine:\n\n");
+        let _ = writeln!(md, "- CPU: {} ({} logical cores)", m.cpu, m.cores);
+        let _ = writeln!(md, "- Memory: {}", m.memory);
+        let _ = writeln!(md, "- OS / kernel: {} / {}", m.os, m.kernel);
+        let _ = writeln!(md, "- Work dir file system (`df -T`): {}", m.filesystem);
+        let _ = writeln!(
+            md,
+            "- Load average (1/5/15 min): {} before, {} after",
+            m.load_before, self.load_after
+        );
+        let _ = writeln!(md, "- Page cache: {}", self.cache_note);
+        let _ = writeln!(
+            md,
+            "- Client: reqwest over loopback HTTP/1.1, body streamed from the file in {} reads, `Content-Length` set",
+            format_size(self.client_chunk as u64)
+        );
+        let _ = writeln!(md, "\nCommand: `{}`\n", self.command);
+        md
+    }
+
+    fn target_lines(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        match self.results.iter().find(|r| r.size == RSS_TARGET_SIZE) {
+            Some(r) => {
+                let peak = r.peak_rss_mib();
+                lines.push(format!(
+                    "peak RSS < {RSS_TARGET_MIB:.0} MiB during the 1 GiB upload: **{}** ({peak:.1} MiB)",
+                    met(peak < RSS_TARGET_MIB)
+                ));
+            }
+            None => lines.push("peak RSS during the 1 GiB upload: not measured (size not run)".into()),
+        }
+        for size in LIMIT_TARGET_SIZES {
+            match self.results.iter().find(|r| r.size == size) {
+                Some(r) => {
+                    let pct = r.percent_of_limit();
+                    lines.push(format!(
+                        "≥ {LIMIT_TARGET_PERCENT:.0}% of the physical limit at {}: **{}** ({pct:.0}%)",
+                        format_size(size),
+                        met(pct >= LIMIT_TARGET_PERCENT)
+                    ));
+                }
+                None => lines.push(format!(
+                    "≥ {LIMIT_TARGET_PERCENT:.0}% of the limit at {}: not measured (size not run)",
+                    format_size(size)
+                )),
+            }
+        }
+        lines
+    }
+}
+
+fn met(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "not met"
+    }
+}
+
+pub fn mbps(bytes: u64, secs: f64) -> f64 {
+    bytes as f64 / secs / 1e6
+}
+
+pub fn median(mut values: Vec<f64>) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
+    }
+}
+
+/// What the figures were measured on.
+pub struct Machine {
+    pub cpu: String,
+    pub cores: usize,
+    pub memory: String,
+    pub os: String,
+    pub kernel: String,
+    pub filesystem: String,
+    pub load_before: String,
+}
+
+impl Machine {
+    pub fn describe(work_dir: &Path) -> Machine {
+        let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+        let cpuinfo = read("/proc/cpuinfo");
+        let field = |text: &str, name: &str| {
+            text.lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+        };
+        let cpu = field(&cpuinfo, "model name").unwrap_or_else(|| "unknown".into());
+        let sha_ni = cpuinfo
+            .lines()
+            .find(|l| l.starts_with("flags"))
+            .is_some_and(|l| l.split_whitespace().any(|f| f == "sha_ni"));
+        let cpu = if sha_ni {
+            format!("{cpu}, with SHA extensions (sha_ni)")
+        } else {
+            format!("{cpu}, without SHA extensions")
+        };
+        let memory = field(&read("/proc/meminfo"), "MemTotal")
+            .and_then(|v| v.trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kib| format!("{:.1} GiB", kib as f64 / (1u64 << 20) as f64))
+            .unwrap_or_else(|| "unknown".into());
+        let os = read("/etc/os-release")
+            .lines()
+            .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+            .map(|v| v.trim_matches('"').to_owned())
+            .unwrap_or_else(|| "unknown".into());
+        Machine {
+            cpu,
+            cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
+            memory,
+            os,
+            kernel: read("/proc/sys/kernel/osrelease").trim().to_owned(),
+            filesystem: df_type(work_dir),
+            load_before: load_average(),
+        }
+    }
+}
+
+/// `/proc/loadavg`'s first three fields.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Device, type and mount point of `dir` from `df -T`.
+fn df_type(dir: &Path) -> String {
+    let Ok(out) = Command::new("df").arg("-T").arg(dir).output() else {
+        return "unknown (df failed)".into();
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    match text.lines().nth(1).map(|l| l.split_whitespace().collect::<Vec<_>>()) {
+        Some(cols) if cols.len() >= 7 => {
+            format!("{} on {} ({})", cols[1], cols[6], cols[0])
+        }
+        _ => format!("unknown (`df -T` said: {})", text.trim()),
+    }
+}

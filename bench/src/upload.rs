@@ -1,0 +1,120 @@
+//! One upload as the App Service and a browser do it: `POST /internal/presign`
+//! (signed), then `PUT` the file to the pre-signed URL, streamed from disk.
+
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use futures::StreamExt;
+use http::Method;
+use serde_json::{json, Value};
+use shared_signing::{BodyDigest, KeyRing, Purpose};
+use tokio_util::io::ReaderStream;
+
+/// A pre-signed upload URL and the headers it must carry.
+pub struct Presigned {
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+}
+
+/// Asks the service for an upload URL for `size` bytes of PNG with digest `sha256`.
+pub async fn presign(
+    client: &reqwest::Client,
+    base_url: &str,
+    app_keys: &KeyRing,
+    size: u64,
+    sha256: &str,
+) -> Result<Presigned> {
+    let now = shared_signing::unix_now();
+    let meta = json!({
+        "seller_id": "bench-seller",
+        "filename": "bench.png",
+        "content_type": "image/png",
+        "size": size,
+        "sha256": sha256,
+    });
+    let token = app_keys.mint_json(
+        Purpose::UPLOAD_METADATA,
+        &meta,
+        now,
+        Duration::from_secs(60),
+    )?;
+    let body = serde_json::to_vec(&json!({ "metadata_token": token }))?;
+    let path = "/internal/presign";
+    let headers = shared_signing::sign_request(
+        app_keys,
+        &Method::POST,
+        &http::Uri::from_static(path),
+        BodyDigest::of(&body),
+        now,
+    );
+    let response = client
+        .post(format!("{base_url}{path}"))
+        .headers(headers)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .send()
+        .await
+        .context("POST /internal/presign")?;
+    let status = response.status();
+    let json: Value = response.json().await.context("presign response")?;
+    if status != reqwest::StatusCode::CREATED {
+        bail!("presign answered {status}: {json}");
+    }
+    let url = json["upload_url"]
+        .as_str()
+        .context("presign response has no upload_url")?
+        .to_owned();
+    let headers = json["headers"]
+        .as_object()
+        .map(|h| {
+            h.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Presigned { url, headers })
+}
+
+/// PUTs `path` (`size` bytes) to the pre-signed URL and returns the time from the
+/// first body byte read to the 201 response. Checks the answer's size and SHA-256.
+pub async fn put(
+    client: &reqwest::Client,
+    presigned: &Presigned,
+    path: &Path,
+    size: u64,
+    sha256: &str,
+    read_chunk: usize,
+) -> Result<Duration> {
+    let file = tokio::fs::File::open(path).await?;
+    let first_byte: Arc<OnceLock<Instant>> = Arc::default();
+    let stream = {
+        let first_byte = first_byte.clone();
+        ReaderStream::with_capacity(file, read_chunk).inspect(move |_| {
+            first_byte.get_or_init(Instant::now);
+        })
+    };
+    let mut request = client
+        .put(&presigned.url)
+        .header(http::header::CONTENT_LENGTH, size)
+        .body(reqwest::Body::wrap_stream(stream));
+    for (name, value) in &presigned.headers {
+        request = request.header(name.as_str(), value.as_str());
+    }
+    let response = request.send().await.context("PUT upload")?;
+    let answered = Instant::now();
+    let status = response.status();
+    let json: Value = response.json().await.context("PUT response")?;
+    if status != reqwest::StatusCode::CREATED {
+        bail!("PUT answered {status}: {json}");
+    }
+    if json["size"].as_u64() != Some(size) || json["sha256"].as_str() != Some(sha256) {
+        bail!("PUT stored something else: {json}");
+    }
+    let start = first_byte
+        .get()
+        .copied()
+        .context("the body stream was never read")?;
+    Ok(answered.duration_since(start))
+}

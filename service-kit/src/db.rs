@@ -1,0 +1,227 @@
+//! SQL pools for SQLite (embedded default) and PostgreSQL (scale-out), one code path.
+//!
+//! Services use `sqlx::AnyPool` with portable SQL (`$1` placeholders work on both) and
+//! keep one migration directory per dialect. SQLite files get WAL, a busy timeout and
+//! foreign keys, so several processes can share one file.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, ConnectOptions, Executor};
+
+use crate::config::ConfigError;
+use crate::health::ReadinessCheck;
+
+/// Which SQL engine a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    pub fn of_url(url: &str) -> Option<Dialect> {
+        if url.starts_with("sqlite:") {
+            Some(Dialect::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Dialect::Postgres)
+        } else {
+            None
+        }
+    }
+}
+
+/// The migrations of one service, per dialect.
+#[derive(Clone, Copy)]
+pub struct Migrations {
+    pub sqlite: &'static Migrator,
+    pub postgres: &'static Migrator,
+}
+
+/// A connected, migrated database.
+#[derive(Clone, Debug)]
+pub struct Database {
+    pub pool: AnyPool,
+    pub dialect: Dialect,
+}
+
+/// Pool settings.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot connect to the database: {0}")]
+    Connect(#[source] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot create the directory for the SQLite file {path}: {source}")]
+    CreateDir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Database {
+    /// Connects to `url` (from variable `var`, named in errors) and runs the migrations.
+    pub async fn connect(
+        var: &str,
+        url: &str,
+        migrations: Migrations,
+        settings: &PoolSettings,
+    ) -> Result<Database, DbError> {
+        sqlx::any::install_default_drivers();
+        let dialect = Dialect::of_url(url).ok_or_else(|| {
+            ConfigError::new(
+                var,
+                "must start with sqlite:// (e.g. sqlite://data/app.db) or postgres://",
+            )
+        })?;
+        let url = match dialect {
+            Dialect::Sqlite => prepare_sqlite_url(url)?,
+            Dialect::Postgres => url.to_owned(),
+        };
+        let options: AnyConnectOptions = url
+            .parse::<AnyConnectOptions>()
+            .map_err(|e| ConfigError::new(var, format!("invalid database URL: {e}")))?
+            .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
+        let mut pool_options = AnyPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(settings.acquire_timeout);
+        if dialect == Dialect::Sqlite {
+            pool_options = pool_options.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    conn.execute(
+                        "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
+                         PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+                    )
+                    .await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = pool_options
+            .connect_with(options)
+            .await
+            .map_err(DbError::Connect)?;
+        let migrator = match dialect {
+            Dialect::Sqlite => migrations.sqlite,
+            Dialect::Postgres => migrations.postgres,
+        };
+        migrator.run(&pool).await?;
+        Ok(Database { pool, dialect })
+    }
+}
+
+/// Adds `mode=rwc` (create if missing) and creates the parent directory.
+fn prepare_sqlite_url(url: &str) -> Result<String, DbError> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    let (path, query) = match rest.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (rest, None),
+    };
+    if path != ":memory:" && !path.is_empty() {
+        if let Some(parent) = std::path::Path::new(path).parent() {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent).map_err(|source| DbError::CreateDir {
+                    path: path.to_owned(),
+                    source,
+                })?;
+            }
+        }
+    }
+    let mut out = format!("sqlite://{path}");
+    match query {
+        Some(q) if q.contains("mode=") => out.push_str(&format!("?{q}")),
+        Some(q) => out.push_str(&format!("?{q}&mode=rwc")),
+        None => out.push_str("?mode=rwc"),
+    }
+    Ok(out)
+}
+
+/// Readiness check: the database answers `SELECT 1`.
+pub struct DatabaseCheck(pub AnyPool);
+
+#[async_trait]
+impl ReadinessCheck for DatabaseCheck {
+    fn name(&self) -> &'static str {
+        "database"
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        sqlx::query("SELECT 1")
+            .execute(&self.0)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("database unreachable: {}", short_error(&e)))
+    }
+}
+
+/// A one-line description of a database error without connection details.
+pub fn short_error(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::PoolTimedOut => "timed out waiting for a connection".to_owned(),
+        sqlx::Error::Io(io) => format!("i/o error: {}", io.kind()),
+        sqlx::Error::Database(db) => format!("database error {}", db.code().unwrap_or_default()),
+        other => other.to_string(),
+    }
+}
+
+/// Whether a database error means "already exists" (unique or primary key violation).
+pub fn is_unique_violation(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => {
+            matches!(db.kind(), sqlx::error::ErrorKind::UniqueViolation)
+                || db.code().as_deref() == Some("23505")
+                || db.code().as_deref() == Some("2067")
+                || db.code().as_deref() == Some("1555")
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_get_create_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested/app.db");
+        let url = prepare_sqlite_url(&format!("sqlite://{}", path.display())).unwrap();
+        assert!(url.ends_with("?mode=rwc"), "{url}");
+        assert!(path.parent().unwrap().is_dir());
+        let keep = prepare_sqlite_url("sqlite://x.db?mode=ro").unwrap();
+        assert_eq!(keep, "sqlite://x.db?mode=ro");
+    }
+
+    #[test]
+    fn dialects() {
+        assert_eq!(Dialect::of_url("sqlite://a.db"), Some(Dialect::Sqlite));
+        assert_eq!(
+            Dialect::of_url("postgres://u@h/db"),
+            Some(Dialect::Postgres)
+        );
+        assert_eq!(Dialect::of_url("mysql://u@h/db"), None);
+    }
+}

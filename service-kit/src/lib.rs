@@ -1,0 +1,26 @@
+//! What every Vitrine service does the same way.
+//!
+//! # Layout
+//! - [`config`]: typed configuration from environment variables; errors name the variable.
+//! - [`error`]: the JSON error envelope, [`error::ApiError`], the `AppJson` extractor,
+//!   and the middleware that logs internal errors once.
+//! - [`telemetry`]: tracing (pretty or JSON), request ids and W3C `traceparent`.
+//! - [`metrics`]: the Prometheus recorder and HTTP request metrics.
+//! - [`health`]: `/healthz`, `/readyz` (readiness checks) and `/metrics`.
+//! - [`http`]: the shared tower/axum layers, per-group timeouts, binding, serving, shutdown.
+//! - [`db`]: SQLite/PostgreSQL pools through `sqlx::AnyPool`, migrations, DB readiness.
+//! - [`media`]: the image types Vitrine accepts.
+//! - [`testing`]: helpers for tests that need a real backend (skip or fail).
+
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod health;
+pub mod http;
+pub mod media;
+pub mod metrics;
+pub mod telemetry;
+pub mod testing;
+
+pub use config::{ConfigError, Env};
+pub use error::{ApiError, AppJson, ErrorEnvelope};

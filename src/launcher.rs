@@ -1,0 +1,255 @@
+//! Runs every service as its own child process on loopback.
+//!
+//! Each child is this same binary (`vitrine serve <service>`) with the embedded
+//! defaults in its environment: SQLite files and blobs under the data directory, keys
+//! generated on first run. Variables already set in the environment win, so any
+//! default can be overridden. A child that exits is restarted with exponential backoff;
+//! Ctrl-C (or SIGTERM) stops them all gracefully.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// One service the launcher runs.
+struct ServiceSpec {
+    /// Name used in log prefixes and `vitrine serve <name>`.
+    name: &'static str,
+    /// Variable holding its bind address, and the default.
+    bind_var: &'static str,
+    default_bind: &'static str,
+    /// Variables (beyond keys) with their embedded defaults.
+    defaults: Vec<(&'static str, String)>,
+}
+
+impl ServiceSpec {
+    fn bind(&self) -> String {
+        std::env::var(self.bind_var).unwrap_or_else(|_| self.default_bind.to_owned())
+    }
+}
+
+fn services(data_dir: &Path) -> Vec<ServiceSpec> {
+    let data = data_dir.display();
+    vec![ServiceSpec {
+        name: "storage",
+        bind_var: "STORAGE_BIND",
+        default_bind: "127.0.0.1:8082",
+        defaults: vec![
+            (
+                "STORAGE_DATABASE_URL",
+                format!("sqlite://{data}/storage.db"),
+            ),
+            ("BLOB_STORE", format!("file://{data}/blobs")),
+        ],
+    }]
+}
+
+/// `vitrine up`.
+pub fn up() -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("vitrine: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<ExitCode> {
+    let data_dir =
+        PathBuf::from(std::env::var("VITRINE_DATA_DIR").unwrap_or_else(|_| "data".into()));
+    std::fs::create_dir_all(&data_dir)?;
+    let keys = crate::local_keys::load_or_generate(&data_dir)?;
+    let specs = services(&data_dir);
+
+    // A port in use is a clear error naming the variable, before anything starts.
+    for spec in &specs {
+        let bind = spec.bind();
+        let addr: SocketAddr = bind
+            .parse()
+            .map_err(|e| anyhow::anyhow!("{}=`{bind}` is not an address: {e}", spec.bind_var))?;
+        if let Err(e) = std::net::TcpListener::bind(addr) {
+            eprintln!(
+                "vitrine: cannot use {addr} for {} ({e}). Stop the program using it, or set {}=127.0.0.1:<free port>.",
+                spec.name, spec.bind_var
+            );
+            return Ok(ExitCode::from(2));
+        }
+    }
+
+    let exe = std::env::current_exe()?;
+    let stopping = Arc::new(AtomicBool::new(false));
+    let mut supervisors = Vec::new();
+    for spec in specs.iter() {
+        let mut env: BTreeMap<String, String> = keys.clone();
+        for (var, value) in &spec.defaults {
+            env.insert((*var).to_owned(), value.clone());
+        }
+        env.insert(spec.bind_var.to_owned(), spec.bind());
+        // Variables the user set win over the embedded defaults.
+        env.retain(|k, _| std::env::var_os(k).is_none());
+        env.entry("LOG_FORMAT".into())
+            .or_insert_with(|| "pretty".into());
+        supervisors.push(tokio::spawn(supervise(
+            exe.clone(),
+            spec.name,
+            env,
+            stopping.clone(),
+        )));
+    }
+
+    for spec in &specs {
+        wait_ready(spec.name, &spec.bind(), Duration::from_secs(60)).await;
+    }
+    print_banner(&specs, &data_dir);
+
+    service_kit::http::shutdown_signal().await;
+    stopping.store(true, Ordering::SeqCst);
+    for supervisor in supervisors {
+        let _ = supervisor.await;
+    }
+    eprintln!("vitrine: all services stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_banner(specs: &[ServiceSpec], data_dir: &Path) {
+    println!();
+    println!("  Vitrine is running (data in {}):", data_dir.display());
+    for spec in specs {
+        let bind = spec.bind();
+        println!(
+            "    {:<10} http://{bind}   Swagger UI: http://{bind}/docs",
+            spec.name
+        );
+    }
+    println!("  Press Ctrl-C to stop.");
+    println!();
+}
+
+/// Polls `/readyz` until it answers 200.
+async fn wait_ready(name: &str, bind: &str, limit: Duration) {
+    let url = format!("http://{bind}/readyz");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap_or_default();
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if let Ok(response) = client.get(&url).send().await {
+            if response.status().is_success() {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!(
+        "vitrine: {name} is not ready after {} s; see its log lines above",
+        limit.as_secs()
+    );
+}
+
+/// Runs one child, restarting it with backoff until the launcher stops.
+async fn supervise(
+    exe: PathBuf,
+    name: &'static str,
+    env: BTreeMap<String, String>,
+    stopping: Arc<AtomicBool>,
+) {
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let started = Instant::now();
+        let mut child = match spawn_child(&exe, name, &env) {
+            Ok(child) => child,
+            Err(e) => {
+                eprintln!("[{name}] could not start: {e}");
+                return;
+            }
+        };
+        let status = loop {
+            tokio::select! {
+                status = child.wait() => break status,
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                    if stopping.load(Ordering::SeqCst) {
+                        stop_child(&mut child, name).await;
+                        return;
+                    }
+                }
+            }
+        };
+        if stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            backoff = Duration::from_millis(500);
+        }
+        let how = status
+            .map(|s| s.to_string())
+            .unwrap_or_else(|e| e.to_string());
+        eprintln!(
+            "[{name}] exited ({how}); restarting in {:.1} s",
+            backoff.as_secs_f64()
+        );
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+fn spawn_child(
+    exe: &Path,
+    name: &'static str,
+    env: &BTreeMap<String, String>,
+) -> std::io::Result<Child> {
+    let mut child = Command::new(exe)
+        .args(["serve", name])
+        .envs(env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    if let Some(out) = child.stdout.take() {
+        tokio::spawn(prefix_lines(name, out));
+    }
+    if let Some(err) = child.stderr.take() {
+        tokio::spawn(prefix_lines(name, err));
+    }
+    Ok(child)
+}
+
+async fn prefix_lines(name: &'static str, stream: impl tokio::io::AsyncRead + Unpin) {
+    let mut lines = BufReader::new(stream).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        println!("[{name}] {line}");
+    }
+}
+
+/// SIGTERM, then SIGKILL after 10 s.
+async fn stop_child(child: &mut Child, name: &str) {
+    #[cfg(unix)]
+    if let Some(pid) = child.id() {
+        // SAFETY: sending a signal to our own child process id.
+        unsafe {
+            libc::kill(pid as libc::pid_t, libc::SIGTERM);
+        }
+    }
+    match tokio::time::timeout(Duration::from_secs(10), child.wait()).await {
+        Ok(_) => {}
+        Err(_) => {
+            eprintln!("[{name}] did not stop within 10 s; killing it");
+            let _ = child.kill().await;
+        }
+    }
+}
