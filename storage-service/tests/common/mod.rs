@@ -37,6 +37,8 @@ pub struct TestApp {
     pub import_keys: KeyRing,
     pub url_keys: KeyRing,
     pub blob_root: Option<PathBuf>,
+    /// For the S3 backend: a direct client and the test's prefix, to list what is stored.
+    pub s3_listing: Option<(Arc<dyn object_store::ObjectStore>, object_store::path::Path)>,
     _dir: tempfile::TempDir,
 }
 
@@ -74,7 +76,7 @@ impl TestApp {
                 format!("sqlite://{}", dir.path().join("storage.db").display()),
             ),
         ];
-        let mut s3 = None;
+        let mut s3: Option<S3Settings> = None;
         match backend {
             Backend::Embedded => {}
             Backend::Postgres => {
@@ -110,9 +112,22 @@ impl TestApp {
             vars.push(((*k).into(), (*v).into()));
         }
         let mut config = StorageConfig::from_env(&Env::from_pairs(vars)).expect("config");
-        if let Some(s3) = s3 {
-            config.s3 = Some(s3);
+        if let Some(s3) = &s3 {
+            config.s3 = Some(s3.clone());
         }
+        let s3_listing = s3.as_ref().map(|s| {
+            let store = object_store::aws::AmazonS3Builder::new()
+                .with_bucket_name(&s.bucket)
+                .with_region(&s.region)
+                .with_endpoint(s.endpoint.clone().unwrap_or_default())
+                .with_access_key_id(s.access_key_id.clone().unwrap_or_default())
+                .with_secret_access_key(s.secret_access_key.clone().unwrap_or_default())
+                .with_allow_http(true)
+                .build()
+                .expect("s3 client");
+            let prefix = object_store::path::Path::from(s.prefix.clone().unwrap_or_default());
+            (Arc::new(store) as Arc<dyn object_store::ObjectStore>, prefix)
+        });
         let state = storage_service::build_state(config).await.expect("state");
         let router = storage_service::router(state.clone());
         Some(TestApp {
@@ -122,6 +137,7 @@ impl TestApp {
             import_keys,
             url_keys,
             blob_root: (backend != Backend::S3).then_some(blob_root),
+            s3_listing,
             _dir: dir,
         })
     }
@@ -294,6 +310,17 @@ impl TestApp {
         assert_eq!(self.image_count().await, 0, "an image row was stored");
         let files = self.stored_files();
         assert!(files.is_empty(), "files left in the blob store: {files:?}");
+        let objects = self.stored_objects().await;
+        assert!(objects.is_empty(), "objects left in S3: {objects:?}");
+    }
+
+    /// Objects under this test's S3 prefix (empty for other backends).
+    pub async fn stored_objects(&self) -> Vec<String> {
+        use futures::TryStreamExt;
+        let Some((store, prefix)) = &self.s3_listing else { return Vec::new() };
+        let listed: Vec<object_store::ObjectMeta> =
+            store.list(Some(prefix)).try_collect().await.expect("list S3 objects");
+        listed.into_iter().map(|m| m.location.to_string()).collect()
     }
 
     pub async fn pending_state(&self, upload_id: &str) -> String {
