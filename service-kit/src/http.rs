@@ -5,7 +5,10 @@
 //! request, the trace context, metrics, internal-error logging, panic → 500 envelope,
 //! and CORS from configuration. Timeouts and body limits differ per route group (a
 //! 1 GiB upload is not a JSON call), so services apply [`timeout`] and
-//! `axum::extract::DefaultBodyLimit` to the groups that want them.
+//! `axum::extract::DefaultBodyLimit` to the groups that want them. (tower-http's own
+//! timeout layer answers with an empty body; [`timeout`] answers in the JSON envelope.)
+//! Credentials (`Authorization`, cookies, request signatures) are marked sensitive so no
+//! layer logs them.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -19,6 +22,7 @@ use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::config::{ConfigError, Env};
@@ -93,6 +97,11 @@ pub fn standard_layers(router: Router, service: &'static str, settings: &HttpSet
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            http::header::AUTHORIZATION,
+            http::header::COOKIE,
+            http::HeaderName::from_static("x-vitrine-signature"),
+        ]))
 }
 
 fn cors_layer(origins: &[String]) -> CorsLayer {

@@ -12,14 +12,13 @@ use serde::Deserialize;
 use service_kit::media::ImageType;
 use utoipa::IntoParams;
 
-use crate::db::ImageRow;
 use crate::domain::{new_image_id, unix_now, FileName, ImageSource, Md5Hex, OwnerId, Sha256Hex};
 use crate::error::{StorageError, StorageResult};
 use crate::images::ImageSummary;
 use crate::internal_auth::Caller;
 use crate::state::AppState;
 use crate::uploads::put::{check_content_length, check_content_type_header};
-use crate::write_path::{self, Committed, Expectation};
+use crate::write_path::{self, Committed, Expectation, Origin};
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -166,25 +165,15 @@ pub async fn ingest(
         idle_timeout: state.config.body_idle_timeout,
     };
     let verified = write_path::receive(state.blobs.as_ref(), &key, &expect, body, None).await?;
-    let row = ImageRow {
-        id: image_id.to_string(),
+    let origin = Origin {
         owner_id: v.owner.to_string(),
-        state: "committing".into(),
-        source: v.source.as_str().into(),
+        source: v.source,
         source_ref: v.source_ref,
         ingest_key: Some(v.idempotency_key),
         upload_id: None,
         filename: v.filename.as_str().to_owned(),
-        content_type: v.image_type.mime().into(),
-        size: v.size as i64,
-        sha256: verified.sha256.to_hex(),
-        md5: verified.md5.map(|m| m.to_hex()),
-        width: i64::from(verified.width),
-        height: i64::from(verified.height),
-        storage_key: key.as_str().to_owned(),
-        created_at: unix_now(),
-        completed_at: None,
     };
+    let row = verified.row(&image_id, &key, &expect, origin, unix_now());
     match write_path::commit(&state.repo, state.blobs.as_ref(), verified, row, None).await? {
         Committed::Stored(row) => Ok((
             StatusCode::CREATED,

@@ -168,6 +168,49 @@ pub fn image_key(image_id: &uuid::Uuid) -> StorageResult<BlobKey> {
         .map_err(|e| StorageError::Internal(format!("bad generated key: {e}")))
 }
 
+/// What an image's row says that is not learned from its bytes: who owns it and where
+/// it came from.
+pub struct Origin {
+    pub owner_id: String,
+    pub source: crate::domain::ImageSource,
+    pub source_ref: Option<String>,
+    pub ingest_key: Option<String>,
+    pub upload_id: Option<String>,
+    pub filename: String,
+}
+
+impl Verified {
+    /// The 'committing' row for this body, stored under `key`.
+    pub fn row(
+        &self,
+        image_id: &uuid::Uuid,
+        key: &BlobKey,
+        expect: &Expectation,
+        origin: Origin,
+        now: i64,
+    ) -> crate::db::ImageRow {
+        crate::db::ImageRow {
+            id: image_id.to_string(),
+            owner_id: origin.owner_id,
+            state: "committing".into(),
+            source: origin.source.as_str().into(),
+            source_ref: origin.source_ref,
+            ingest_key: origin.ingest_key,
+            upload_id: origin.upload_id,
+            filename: origin.filename,
+            content_type: expect.image_type.mime().into(),
+            size: i64::try_from(expect.size).unwrap_or(i64::MAX),
+            sha256: self.sha256.to_hex(),
+            md5: self.md5.map(|m| m.to_hex()),
+            width: i64::from(self.width),
+            height: i64::from(self.height),
+            storage_key: key.as_str().to_owned(),
+            created_at: now,
+            completed_at: None,
+        }
+    }
+}
+
 /// How committing a verified body ended.
 pub enum Committed {
     /// The object is visible and the image row complete.

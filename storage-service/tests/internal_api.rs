@@ -121,19 +121,15 @@ async fn timestamp_ten_minutes_off_is_refused() {
     let bytes = fixture("tiny.png");
     let body = serde_json::to_vec(&presign_body(&app, &bytes)).unwrap();
     for offset in [-600i64, 600] {
-        let uri: http::Uri = "/internal/presign".parse().unwrap();
-        let headers = shared_signing::sign_request(
+        let req = common::signed_raw(
             &app.app_keys,
-            &Method::POST,
-            &uri,
+            Method::POST,
+            "/internal/presign",
+            Some("application/json"),
+            body.clone(),
             BodyDigest::of(&body),
             shared_signing::unix_now() + offset,
         );
-        let mut req = Request::post(uri).header("content-type", "application/json");
-        for (n, v) in headers.iter() {
-            req = req.header(n, v);
-        }
-        let req = req.body(axum::body::Body::from(body.clone())).unwrap();
         assert_error(
             app.send(req).await,
             StatusCode::UNAUTHORIZED,
@@ -299,20 +295,16 @@ fn signed_ingest(
     query: &str,
     bytes: &[u8],
 ) -> Request<axum::body::Body> {
-    let uri: http::Uri = format!("/internal/ingest?{query}").parse().unwrap();
-    let headers = shared_signing::sign_request(
+    let _ = app;
+    common::signed_raw(
         keys,
-        &Method::POST,
-        &uri,
+        Method::POST,
+        &format!("/internal/ingest?{query}"),
+        Some("image/png"),
+        bytes.to_vec(),
         BodyDigest::Unsigned,
         shared_signing::unix_now(),
-    );
-    let mut req = Request::post(uri).header("content-type", "image/png");
-    for (n, v) in headers.iter() {
-        req = req.header(n, v);
-    }
-    let _ = app;
-    req.body(axum::body::Body::from(bytes.to_vec())).unwrap()
+    )
 }
 
 #[tokio::test]
@@ -393,21 +385,15 @@ async fn ingest_checks_digests_type_and_caller() {
     )
     .await;
     // A digest-signed body is not how ingest works.
-    let uri: http::Uri = format!("/internal/ingest?{}", ingest_query(&bytes, "k6"))
-        .parse()
-        .unwrap();
-    let headers = shared_signing::sign_request(
+    let req = common::signed_raw(
         &app.import_keys,
-        &Method::POST,
-        &uri,
+        Method::POST,
+        &format!("/internal/ingest?{}", ingest_query(&bytes, "k6")),
+        Some("image/png"),
+        bytes.clone(),
         BodyDigest::of(&bytes),
         shared_signing::unix_now(),
     );
-    let mut req = Request::post(uri).header("content-type", "image/png");
-    for (n, v) in headers.iter() {
-        req = req.header(n, v);
-    }
-    let req = req.body(axum::body::Body::from(bytes.clone())).unwrap();
     assert_eq!(app.send(req).await.status(), StatusCode::UNAUTHORIZED);
     app.assert_nothing_stored().await;
 }
@@ -424,23 +410,16 @@ async fn ingest_with_md5_is_accepted() {
         "owner_id=seller-1&content_type=image%2Fjpeg&size={}&md5={md5}&filename=p.jpg&source=dropbox&idempotency_key=x",
         bytes.len()
     );
-    let uri: http::Uri = format!("/internal/ingest?{query}").parse().unwrap();
-    let headers = shared_signing::sign_request(
+    let req = common::signed_raw(
         &app.import_keys,
-        &Method::POST,
-        &uri,
+        Method::POST,
+        &format!("/internal/ingest?{query}"),
+        Some("image/jpeg"),
+        bytes,
         BodyDigest::Unsigned,
         shared_signing::unix_now(),
     );
-    let mut req = Request::post(uri).header("content-type", "image/jpeg");
-    for (n, v) in headers.iter() {
-        req = req.header(n, v);
-    }
-    let (status, json) = json_of(
-        app.send(req.body(axum::body::Body::from(bytes)).unwrap())
-            .await,
-    )
-    .await;
+    let (status, json) = json_of(app.send(req).await).await;
     assert_eq!(status, StatusCode::CREATED, "{json}");
 }
 

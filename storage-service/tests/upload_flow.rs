@@ -314,7 +314,10 @@ mod scenarios {
             .unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         while app.pending_state(&upload_id).await != "receiving" {
-            assert!(std::time::Instant::now() < deadline, "the first PUT never took the upload");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the first PUT never took the upload"
+            );
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
         let second = app.put(&path, "image/png", bytes.clone()).await;

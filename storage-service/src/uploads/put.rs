@@ -13,12 +13,12 @@ use shared_signing::Purpose;
 use utoipa::IntoParams;
 
 use super::UploadUrlClaims;
-use crate::db::{Claim, ImageRow, Repo};
+use crate::db::{Claim, Repo};
 use crate::domain::{new_image_id, unix_now, ImageSource, Sha256Hex};
 use crate::error::{StorageError, StorageResult};
 use crate::images::ImageSummary;
 use crate::state::AppState;
-use crate::write_path::{self, Committed, Expectation};
+use crate::write_path::{self, Committed, Expectation, Origin};
 
 /// A claim whose PUT has not sent a byte for this long may be taken over.
 pub const CLAIM_STALE_AFTER_SECS: i64 = 90;
@@ -212,25 +212,15 @@ pub async fn put_upload(
             return Err(e);
         }
     };
-    let row = ImageRow {
-        id: image_id.to_string(),
+    let origin = Origin {
         owner_id: pending.owner_id.clone(),
-        state: "committing".into(),
-        source: ImageSource::Upload.as_str().into(),
+        source: ImageSource::Upload,
         source_ref: None,
         ingest_key: None,
         upload_id: Some(upload_id.clone()),
         filename: pending.filename.clone(),
-        content_type: image_type.mime().into(),
-        size: claims.s as i64,
-        sha256: verified.sha256.to_hex(),
-        md5: verified.md5.map(|m| m.to_hex()),
-        width: i64::from(verified.width),
-        height: i64::from(verified.height),
-        storage_key: key.as_str().to_owned(),
-        created_at: now,
-        completed_at: None,
     };
+    let row = verified.row(&image_id, &key, &expect, origin, now);
     match write_path::commit(
         &state.repo,
         state.blobs.as_ref(),

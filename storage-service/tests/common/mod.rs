@@ -126,7 +126,10 @@ impl TestApp {
                 .build()
                 .expect("s3 client");
             let prefix = object_store::path::Path::from(s.prefix.clone().unwrap_or_default());
-            (Arc::new(store) as Arc<dyn object_store::ObjectStore>, prefix)
+            (
+                Arc::new(store) as Arc<dyn object_store::ObjectStore>,
+                prefix,
+            )
         });
         let state = storage_service::build_state(config).await.expect("state");
         let router = storage_service::router(state.clone());
@@ -182,22 +185,17 @@ impl TestApp {
         let bytes = body
             .map(|b| serde_json::to_vec(b).expect("json"))
             .unwrap_or_default();
-        let uri: http::Uri = path_and_query.parse().expect("uri");
-        let headers = shared_signing::sign_request(
+        let digest = BodyDigest::of(&bytes);
+        let content_type = body.map(|_| "application/json");
+        signed_raw(
             keys,
-            &method,
-            &uri,
-            BodyDigest::of(&bytes),
+            method,
+            path_and_query,
+            content_type,
+            bytes,
+            digest,
             shared_signing::unix_now(),
-        );
-        let mut builder = Request::builder().method(method).uri(uri);
-        for (name, value) in headers.iter() {
-            builder = builder.header(name, value);
-        }
-        if body.is_some() {
-            builder = builder.header(http::header::CONTENT_TYPE, "application/json");
-        }
-        builder.body(Body::from(bytes)).expect("request")
+        )
     }
 
     pub async fn presign_meta(&self, meta: &Value) -> Response<Body> {
@@ -317,9 +315,14 @@ impl TestApp {
     /// Objects under this test's S3 prefix (empty for other backends).
     pub async fn stored_objects(&self) -> Vec<String> {
         use futures::TryStreamExt;
-        let Some((store, prefix)) = &self.s3_listing else { return Vec::new() };
-        let listed: Vec<object_store::ObjectMeta> =
-            store.list(Some(prefix)).try_collect().await.expect("list S3 objects");
+        let Some((store, prefix)) = &self.s3_listing else {
+            return Vec::new();
+        };
+        let listed: Vec<object_store::ObjectMeta> = store
+            .list(Some(prefix))
+            .try_collect()
+            .await
+            .expect("list S3 objects");
         listed.into_iter().map(|m| m.location.to_string()).collect()
     }
 
@@ -373,4 +376,26 @@ pub fn fixture(name: &str) -> Vec<u8> {
         .join("tests/fixtures")
         .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
+}
+
+/// A request signed with `keys` at time `now`, with any body and declared digest.
+pub fn signed_raw(
+    keys: &KeyRing,
+    method: Method,
+    path_and_query: &str,
+    content_type: Option<&str>,
+    body: Vec<u8>,
+    digest: BodyDigest,
+    now: i64,
+) -> Request<Body> {
+    let uri: http::Uri = path_and_query.parse().expect("uri");
+    let headers = shared_signing::sign_request(keys, &method, &uri, digest, now);
+    let mut builder = Request::builder().method(method).uri(uri);
+    for (name, value) in headers.iter() {
+        builder = builder.header(name, value);
+    }
+    if let Some(ct) = content_type {
+        builder = builder.header(http::header::CONTENT_TYPE, ct);
+    }
+    builder.body(Body::from(body)).expect("request")
 }
