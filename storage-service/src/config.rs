@@ -163,3 +163,74 @@ impl StorageConfig {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ring(kid: &str) -> String {
+        KeyRing::generate(shared_signing::KeyId::new(kid).unwrap()).to_env_value()
+    }
+
+    fn base() -> Vec<(&'static str, String)> {
+        vec![
+            (vars::APP_STORAGE_KEYS, ring("app1")),
+            (vars::IMPORT_STORAGE_KEYS, ring("imp1")),
+            (vars::URL_SIGNING_KEYS, ring("url1")),
+        ]
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_stack() {
+        let config = StorageConfig::from_env(&Env::from_pairs(base())).unwrap();
+        assert_eq!(config.database_url, "sqlite://data/storage.db");
+        assert_eq!(config.blob_store_url, "file://data/blobs");
+        assert_eq!(config.public_url, "http://127.0.0.1:8082");
+        assert_eq!(config.max_image_pixels, 100_000_000);
+        assert!(config.s3.is_none());
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        for (var, value) in [
+            (vars::APP_STORAGE_KEYS, "k1:c2hvcnQ="),
+            (vars::URL_SIGNING_KEYS, ""),
+            (vars::MAX_UPLOAD_BYTES, "lots"),
+            (vars::BIND, "localhost"),
+            (vars::UPLOAD_URL_TTL_SECS, "999999"),
+            (vars::PUBLIC_URL, "not a url"),
+            (vars::BLOB_STORE, "s3://"),
+        ] {
+            let mut pairs = base();
+            pairs.retain(|(k, _)| *k != var);
+            pairs.push((var, value.to_owned()));
+            let err = StorageConfig::from_env(&Env::from_pairs(pairs)).unwrap_err();
+            assert_eq!(err.var, var, "{err}");
+            assert!(
+                !err.to_string().contains("c2hvcnQ"),
+                "secret material in {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn app_and_import_key_ids_must_differ() {
+        let mut pairs = base();
+        pairs.retain(|(k, _)| *k != vars::IMPORT_STORAGE_KEYS);
+        pairs.push((vars::IMPORT_STORAGE_KEYS, ring("app1")));
+        let err = StorageConfig::from_env(&Env::from_pairs(pairs)).unwrap_err();
+        assert_eq!(err.var, vars::IMPORT_STORAGE_KEYS);
+    }
+
+    #[test]
+    fn s3_urls_split_bucket_and_prefix() {
+        let mut pairs = base();
+        pairs.push((vars::BLOB_STORE, "s3://bucket/some/prefix/".into()));
+        pairs.push((vars::S3_ENDPOINT, "http://127.0.0.1:3900".into()));
+        let config = StorageConfig::from_env(&Env::from_pairs(pairs)).unwrap();
+        let s3 = config.s3.unwrap();
+        assert_eq!(s3.bucket, "bucket");
+        assert_eq!(s3.prefix.as_deref(), Some("some/prefix"));
+        assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:3900"));
+    }
+}
