@@ -1,9 +1,14 @@
 //! Local-disk backend: `<root>/<key>` files, written through `<root>/.incoming/`.
 //!
 //! A write goes to `<root>/.incoming/<uuid>.part` (same file system as the final
-//! path, so `rename` is atomic). Commit flushes, `fsync`s the file, creates the
-//! key's parent directories, renames the temp file onto the key and `fsync`s the
-//! directories whose entries changed. Abort, a failed commit or dropping the writer
+//! path, so `rename` is atomic). Chunks are kept as received (no copy) until about
+//! [`WRITE_BATCH`] bytes are pending, then written by one task in the blocking pool
+//! while the next batch collects; at most one batch is in flight, so an upload holds
+//! about two batches. (Measured against `BufWriter` over `tokio::fs::File`, which
+//! copies every byte twice more and wrote 1 GiB about 1.8x slower on the dev VM.)
+//! Commit writes the rest, `fsync`s the file, creates the key's parent directories,
+//! renames the temp file onto the key and `fsync`s the directories whose entries
+//! changed, in one blocking task. Abort, a failed commit or dropping the writer
 //! removes the temp file (synchronously in `Drop`).
 //!
 //! Temp files orphaned by a crash are removed by [`LocalBlobStore::open`] once they
@@ -11,7 +16,7 @@
 //! processes may share the directory, and a young `.part` file may belong to a live
 //! upload of another process.
 
-use std::io::{ErrorKind, SeekFrom};
+use std::io::{ErrorKind, SeekFrom, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -20,7 +25,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use tokio::fs::{File, OpenOptions};
-use tokio::io::{AsyncSeekExt, AsyncWriteExt, BufWriter};
+use tokio::io::AsyncSeekExt;
+use tokio::task::JoinHandle;
 use tokio_util::io::ReaderStream;
 
 use super::{BlobError, BlobKey, BlobStore, BlobStream, BlobWriter};
@@ -31,8 +37,9 @@ pub const INCOMING_DIR: &str = ".incoming";
 pub const TEMP_SUFFIX: &str = ".part";
 /// Age after which a temp file is considered orphaned by a crashed process.
 pub const STALE_TEMP_AGE: Duration = Duration::from_secs(24 * 60 * 60);
-/// Write buffer per upload: few large `write(2)` calls, bounded memory.
-const WRITE_BUFFER: usize = 1024 * 1024;
+/// Bytes collected (as received, not copied) before they are handed to the blocking
+/// pool in one batch; with one batch in flight an upload holds at most about twice this.
+const WRITE_BATCH: usize = 1024 * 1024;
 /// Chunk size of read streams.
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -134,13 +141,13 @@ impl BlobStore for LocalBlobStore {
 
     async fn begin_write(&self, key: &BlobKey) -> Result<Box<dyn BlobWriter>, BlobError> {
         let (file, temp) = self.create_temp().await?;
-        Ok(Box::new(LocalWriter {
-            file: Some(BufWriter::with_capacity(WRITE_BUFFER, file)),
+        let file = file.into_std().await;
+        Ok(Box::new(LocalWriter::new(
+            file,
             temp,
-            target: self.path_of(key),
-            root: self.root.clone(),
-            finished: false,
-        }))
+            self.path_of(key),
+            self.root.clone(),
+        )))
     }
 
     async fn read(
@@ -199,8 +206,15 @@ impl BlobStore for LocalBlobStore {
 }
 
 struct LocalWriter {
-    /// `None` once commit or abort took it.
-    file: Option<BufWriter<File>>,
+    /// The temp file, while no batch is being written (`None` while one is).
+    file: Option<std::fs::File>,
+    /// The batch being written in the blocking pool; gives the file back.
+    in_flight: Option<JoinHandle<(std::fs::File, std::io::Result<()>)>>,
+    /// Chunks received since the last batch was handed off (not copied).
+    pending: Vec<Bytes>,
+    pending_len: usize,
+    /// A write failed: the file has a hole, it must never be committed.
+    failed: bool,
     temp: PathBuf,
     target: PathBuf,
     root: PathBuf,
@@ -208,25 +222,82 @@ struct LocalWriter {
     finished: bool,
 }
 
+impl LocalWriter {
+    fn new(file: std::fs::File, temp: PathBuf, target: PathBuf, root: PathBuf) -> Self {
+        Self {
+            file: Some(file),
+            in_flight: None,
+            pending: Vec::new(),
+            pending_len: 0,
+            failed: false,
+            temp,
+            target,
+            root,
+            finished: false,
+        }
+    }
+
+    /// Waits for the batch in flight, if any, and takes the file back.
+    async fn settle(&mut self) -> Result<(), BlobError> {
+        if let Some(task) = self.in_flight.take() {
+            let (file, result) = task.await.map_err(join_error)?;
+            self.file = Some(file);
+            if let Err(e) = result {
+                self.failed = true;
+                return Err(e.into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands the pending chunks to the blocking pool (after the previous batch).
+    async fn send_batch(&mut self) -> Result<(), BlobError> {
+        self.settle().await?;
+        let mut file = self.file.take().ok_or_else(finished_error)?;
+        let batch = std::mem::take(&mut self.pending);
+        self.pending_len = 0;
+        self.in_flight = Some(tokio::task::spawn_blocking(move || {
+            let result = batch.iter().try_for_each(|chunk| file.write_all(chunk));
+            (file, result)
+        }));
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl BlobWriter for LocalWriter {
     async fn write(&mut self, chunk: Bytes) -> Result<(), BlobError> {
-        let file = self.file.as_mut().ok_or_else(finished_error)?;
-        file.write_all(&chunk).await?;
+        if self.failed {
+            return Err(failed_error());
+        }
+        self.pending_len += chunk.len();
+        self.pending.push(chunk);
+        if self.pending_len >= WRITE_BATCH {
+            self.send_batch().await?;
+        }
         Ok(())
     }
 
     async fn commit(mut self: Box<Self>) -> Result<(), BlobError> {
+        if self.failed {
+            return Err(failed_error());
+        }
+        self.settle().await?;
         let mut file = self.file.take().ok_or_else(finished_error)?;
-        file.flush().await?;
-        let file = file.into_inner();
-        file.sync_all().await?;
-        drop(file);
+        let batch = std::mem::take(&mut self.pending);
         let (temp, target, root) = (self.temp.clone(), self.target.clone(), self.root.clone());
-        // Several blocking calls in a row: one trip to the blocking pool.
-        let published = tokio::task::spawn_blocking(move || publish(&temp, &target, &root))
-            .await
-            .map_err(|e| BlobError::Io(std::io::Error::other(e)))?;
+        // Last writes, fsync, rename, directory fsyncs: one trip to the blocking pool.
+        let published = tokio::task::spawn_blocking(move || {
+            batch
+                .iter()
+                .try_for_each(|chunk| file.write_all(chunk))
+                .and_then(|()| file.sync_all())
+                .map_err(Published::No)?;
+            drop(file);
+            publish(&temp, &target, &root)
+        })
+        .await
+        .map_err(join_error)?;
         match published {
             Ok(()) => {
                 self.finished = true;
@@ -244,8 +315,11 @@ impl BlobWriter for LocalWriter {
     }
 
     async fn abort(mut self: Box<Self>) -> Result<(), BlobError> {
-        drop(self.file.take());
         self.finished = true;
+        self.pending.clear();
+        // Let a batch in flight finish so no write lands after the removal.
+        let _ = self.settle().await;
+        drop(self.file.take());
         match tokio::fs::remove_file(&self.temp).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
@@ -259,9 +333,8 @@ impl Drop for LocalWriter {
         if self.finished {
             return;
         }
-        // Any write still in flight in the blocking pool lands in the unlinked inode,
+        // A batch still in flight in the blocking pool lands in the unlinked inode,
         // which the kernel frees once that task closes the file.
-        drop(self.file.take());
         match std::fs::remove_file(&self.temp) {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::NotFound => {}
@@ -321,6 +394,16 @@ fn missing_is_not_found(e: std::io::Error) -> BlobError {
 
 fn with_context(e: std::io::Error, context: &str) -> BlobError {
     BlobError::from(std::io::Error::new(e.kind(), format!("{context}: {e}")))
+}
+
+fn join_error(e: tokio::task::JoinError) -> BlobError {
+    BlobError::Io(std::io::Error::other(e))
+}
+
+fn failed_error() -> BlobError {
+    BlobError::Io(std::io::Error::other(
+        "an earlier write of this blob failed",
+    ))
 }
 
 fn finished_error() -> BlobError {

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::memory::InMemory;
 use object_store::path::Path as ObjectPath;
@@ -33,12 +33,23 @@ use super::{BlobError, BlobKey, BlobStore, BlobStream, BlobWriter, S3Settings};
 pub const PART_SIZE: usize = 8 * 1024 * 1024;
 /// Parts of one upload sent concurrently.
 pub const PARTS_IN_FLIGHT: usize = 2;
+/// S3: time to open a connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// S3: time for one request (a part is at most 8 MiB), or until a GET's body starts.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// S3: longest pause allowed inside a GET's body.
+const READ_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Blobs in any `object_store`, under an optional key prefix.
 #[derive(Debug, Clone)]
 pub struct ObjectBlobStore {
+    /// Writes, HEAD, DELETE: each request bounded by [`REQUEST_TIMEOUT`].
     store: Arc<dyn ObjectStore>,
-    /// Same store with short timeouts and no retries, for [`BlobStore::check`].
+    /// GET: no overall timeout (a slow client may take minutes to download); the
+    /// response must start within [`REQUEST_TIMEOUT`] and never stall for longer than
+    /// [`READ_IDLE_TIMEOUT`].
+    reader: Arc<dyn ObjectStore>,
+    /// Short timeouts and no retries, for [`BlobStore::check`].
     probe: Arc<dyn ObjectStore>,
     /// Without leading or trailing `/`.
     prefix: Option<String>,
@@ -50,6 +61,7 @@ impl ObjectBlobStore {
     pub fn in_memory() -> Self {
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
         Self {
+            reader: store.clone(),
             probe: store.clone(),
             store,
             prefix: None,
@@ -69,6 +81,7 @@ impl ObjectBlobStore {
             .transpose()?
             .flatten();
         Ok(Self {
+            reader: store.clone(),
             probe: store.clone(),
             store,
             prefix,
@@ -116,20 +129,18 @@ impl ObjectBlobStore {
                 .build()
                 .map_err(|e| BlobError::Config(format!("S3 settings: {e}")))
         };
-        let store = build(
-            RetryConfig {
-                backoff: BackoffConfig {
-                    init_backoff: Duration::from_millis(100),
-                    max_backoff: Duration::from_secs(2),
-                    base: 2.0,
-                },
-                max_retries: 3,
-                retry_timeout: Duration::from_secs(30),
+        let retry = RetryConfig {
+            backoff: BackoffConfig {
+                init_backoff: Duration::from_millis(100),
+                max_backoff: Duration::from_secs(2),
+                base: 2.0,
             },
-            ClientOptions::new()
-                .with_connect_timeout(Duration::from_secs(5))
-                .with_timeout(Duration::from_secs(60)),
-        )?;
+            max_retries: 3,
+            retry_timeout: Duration::from_secs(30),
+        };
+        let client = ClientOptions::new().with_connect_timeout(CONNECT_TIMEOUT);
+        let store = build(retry.clone(), client.clone().with_timeout(REQUEST_TIMEOUT))?;
+        let reader = build(retry, client.with_timeout_disabled())?;
         let probe = build(
             RetryConfig {
                 max_retries: 0,
@@ -149,6 +160,7 @@ impl ObjectBlobStore {
         }
         Ok(Self {
             store: Arc::new(store),
+            reader: Arc::new(reader),
             probe: Arc::new(probe),
             prefix,
             description,
@@ -192,6 +204,7 @@ impl BlobStore for ObjectBlobStore {
             buffered: 0,
             upload: None,
             in_flight: JoinSet::new(),
+            failed: false,
             finished: false,
         }))
     }
@@ -216,12 +229,15 @@ impl BlobStore for ObjectBlobStore {
             range,
             ..GetOptions::default()
         };
-        let result = self
-            .store
-            .get_opts(&path, options)
+        let result = tokio::time::timeout(REQUEST_TIMEOUT, self.reader.get_opts(&path, options))
             .await
+            .map_err(|_| timed_out("GET", &path))?
             .map_err(map_error)?;
-        Ok(result.into_stream().map_err(map_error).boxed())
+        Ok(with_idle_timeout(
+            result.into_stream(),
+            path,
+            READ_IDLE_TIMEOUT,
+        ))
     }
 
     async fn size(&self, key: &BlobKey) -> Result<Option<u64>, BlobError> {
@@ -240,15 +256,20 @@ impl BlobStore for ObjectBlobStore {
     }
 
     async fn check(&self) -> Result<(), BlobError> {
-        // One HEAD of a name no key can take: 404 proves the endpoint answers, the
-        // bucket exists and the credentials are accepted.
+        // The first page of a listing under a name no key can take: one cheap request
+        // that proves the endpoint answers, the bucket exists and the credentials
+        // are accepted. (A HEAD would not do: 404 cannot tell a missing bucket.)
         let probe = match &self.prefix {
             Some(prefix) => ObjectPath::from(format!("{prefix}/.readyz-probe")),
             None => ObjectPath::from(".readyz-probe"),
         };
-        match self.probe.head(&probe).await {
-            Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(map_error(e)),
+        match self.probe.list(Some(&probe)).next().await {
+            None | Some(Ok(_)) => Ok(()),
+            Some(Err(object_store::Error::NotFound { .. })) => Err(BlobError::Backend(format!(
+                "{}: bucket not found",
+                self.description
+            ))),
+            Some(Err(e)) => Err(map_error(e)),
         }
     }
 }
@@ -262,6 +283,8 @@ struct ObjectWriter {
     /// Started once more than [`PART_SIZE`] bytes were written.
     upload: Option<Box<dyn MultipartUpload>>,
     in_flight: JoinSet<Result<(), object_store::Error>>,
+    /// A write failed (a part may be missing): the upload must never be completed.
+    failed: bool,
     /// Completed or aborted: nothing for `Drop` to do.
     finished: bool,
 }
@@ -299,6 +322,22 @@ impl ObjectWriter {
         Ok(())
     }
 
+    async fn write_inner(&mut self, chunk: Bytes) -> Result<(), BlobError> {
+        self.buffered += chunk.len();
+        self.buffer.push_back(chunk);
+        // Strictly more than one part: an object of exactly PART_SIZE stays one PUT,
+        // and the last part is never empty.
+        while self.buffered > PART_SIZE {
+            if self.upload.is_none() {
+                let upload = self.store.put_multipart(&self.path).await;
+                self.upload = Some(upload.map_err(map_error)?);
+            }
+            let part = self.take_part(PART_SIZE);
+            self.send_part(part).await?;
+        }
+        Ok(())
+    }
+
     async fn join_one(&mut self) -> Result<(), BlobError> {
         match self.in_flight.join_next().await {
             None => Ok(()),
@@ -311,29 +350,21 @@ impl ObjectWriter {
 #[async_trait]
 impl BlobWriter for ObjectWriter {
     async fn write(&mut self, chunk: Bytes) -> Result<(), BlobError> {
+        if self.failed {
+            return Err(failed_error());
+        }
         if chunk.is_empty() {
             return Ok(());
         }
-        self.buffered += chunk.len();
-        self.buffer.push_back(chunk);
-        // Strictly more than one part: an object of exactly PART_SIZE stays one PUT,
-        // and the last part is never empty.
-        while self.buffered > PART_SIZE {
-            if self.upload.is_none() {
-                self.upload = Some(
-                    self.store
-                        .put_multipart(&self.path)
-                        .await
-                        .map_err(map_error)?,
-                );
-            }
-            let part = self.take_part(PART_SIZE);
-            self.send_part(part).await?;
-        }
-        Ok(())
+        let result = self.write_inner(chunk).await;
+        self.failed = result.is_err();
+        result
     }
 
     async fn commit(mut self: Box<Self>) -> Result<(), BlobError> {
+        if self.failed {
+            return Err(failed_error()); // `Drop` aborts the upload.
+        }
         if self.upload.is_none() {
             let payload: PutPayload = std::mem::take(&mut self.buffer).into_iter().collect();
             self.store
@@ -394,6 +425,35 @@ impl Drop for ObjectWriter {
             }
         }
     }
+}
+
+fn failed_error() -> BlobError {
+    BlobError::Backend("an earlier write of this blob failed".to_owned())
+}
+
+/// Ends `body` with [`BlobError::Unavailable`] when no chunk arrives for `idle`.
+fn with_idle_timeout(
+    body: futures::stream::BoxStream<'static, object_store::Result<Bytes>>,
+    path: ObjectPath,
+    idle: Duration,
+) -> BlobStream {
+    futures::stream::unfold(Some(body), move |state| {
+        let path = path.clone();
+        async move {
+            let mut body = state?;
+            match tokio::time::timeout(idle, body.next()).await {
+                Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(body))),
+                Ok(Some(Err(e))) => Some((Err(map_error(e)), None)),
+                Ok(None) => None,
+                Err(_) => Some((Err(timed_out("GET body", &path)), None)),
+            }
+        }
+    })
+    .boxed()
+}
+
+fn timed_out(what: &str, path: &ObjectPath) -> BlobError {
+    BlobError::Unavailable(format!("{what} {path} timed out"))
 }
 
 /// Maps an `object_store` error: missing → [`BlobError::NotFound`]; connection
@@ -502,6 +562,28 @@ mod unit {
         assert!(has_unavailable_status("status code: 429 Too Many Requests"));
         assert!(!has_unavailable_status("status code: 403 Forbidden"));
         assert!(!has_unavailable_status("status: 5000"));
+    }
+
+    #[tokio::test]
+    async fn stalled_read_ends_as_unavailable() {
+        let body = futures::stream::iter([Ok(Bytes::from_static(b"abc"))])
+            .chain(futures::stream::pending())
+            .boxed();
+        let mut stream = with_idle_timeout(body, ObjectPath::from("k"), Duration::from_millis(50));
+        assert_eq!(
+            stream.next().await.and_then(Result::ok),
+            Some(Bytes::from_static(b"abc"))
+        );
+        let err = stream
+            .next()
+            .await
+            .and_then(Result::err)
+            .expect("timeout error");
+        assert!(err.is_unavailable(), "{err:?}");
+        assert!(
+            stream.next().await.is_none(),
+            "the stream ends after the error"
+        );
     }
 
     #[test]

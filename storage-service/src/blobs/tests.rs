@@ -149,6 +149,7 @@ async fn s3_backend(test: &str) -> Option<Backend> {
     // Build through the production path, then wrap its client to observe multipart uploads.
     let s3 = ObjectBlobStore::s3(settings).expect("S3 store");
     assert!(s3.describe().starts_with("s3://"));
+    s3.check().await.expect("S3 readiness probe");
     let (store, counts) = CountingStore::wrap(s3.inner().clone());
     let blob = ObjectBlobStore::from_store(store, prefix.clone(), s3.describe()).expect("store");
     Some(Backend {
@@ -729,6 +730,38 @@ async fn local_key_under_a_file_is_missing() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_part_is_never_completed() {
+    let b = memory_backend("failed_part_is_never_completed")
+        .await
+        .expect("memory");
+    let counts = b.counts.clone().expect("counts");
+    counts.fail_part.store(2, Ordering::SeqCst);
+    let key = new_key();
+    let mut writer = b.store.begin_write(&key).await.expect("begin_write");
+    // Enough parts that the failure surfaces in `write` (at most 2 parts in flight).
+    let data = pattern(6 * PART_SIZE);
+    let mut write_error = None;
+    for chunk in data.chunks(MIB) {
+        if let Err(e) = writer.write(Bytes::copy_from_slice(chunk)).await {
+            write_error = Some(e);
+            break;
+        }
+    }
+    assert!(write_error.is_some(), "the lost part is reported by write");
+    assert!(
+        writer.write(Bytes::from_static(b"more")).await.is_err(),
+        "writes after a failure keep failing"
+    );
+    assert!(
+        writer.commit().await.is_err(),
+        "an upload with a lost part is never completed"
+    );
+    assert_eq!(counts.completed.load(Ordering::SeqCst), 0);
+    b.assert_no_leftovers().await;
+    assert_absent(&b, &key).await;
+}
+
 // ---------------------------------------------------------------------------
 // S3 failure modes (no server needed)
 // ---------------------------------------------------------------------------
@@ -788,6 +821,20 @@ async fn unreachable_s3_is_unavailable() {
         started.elapsed() < Duration::from_secs(20),
         "fails fast: {:?}",
         started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_missing_bucket_fails_check() {
+    let Some(mut settings) = s3_test_settings("blobs::tests::s3_missing_bucket_fails_check") else {
+        return;
+    };
+    settings.bucket = format!("missing-{}", uuid::Uuid::new_v4().simple());
+    let store = ObjectBlobStore::s3(settings).expect("S3 store");
+    let err = store.check().await.expect_err("check");
+    assert!(
+        !err.is_unavailable(),
+        "a missing bucket is a configuration error: {err:?}"
     );
 }
 
@@ -857,6 +904,8 @@ struct Counts {
     aborted: AtomicUsize,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
+    /// Makes the part with this 1-based number fail.
+    fail_part: AtomicUsize,
     part_sizes: Mutex<Vec<usize>>,
 }
 
@@ -968,6 +1017,15 @@ impl MultipartUpload for CountingUpload {
             .lock()
             .expect("lock")
             .push(data.content_length());
+        let number = self.counts.part_sizes.lock().expect("lock").len();
+        if number == self.counts.fail_part.load(Ordering::SeqCst) {
+            return Box::pin(async {
+                Err(object_store::Error::Generic {
+                    store: "test",
+                    source: "injected part failure".into(),
+                })
+            });
+        }
         let part = self.inner.put_part(data);
         let counts = self.counts.clone();
         Box::pin(async move {
