@@ -18,10 +18,16 @@ OPTIONS:
     --sizes LIST         comma-separated sizes in B, KiB, MiB or GiB (default: 1MiB,64MiB,1GiB)
     --runs LIST          runs per size: one number for every size, or one per size
                          (default: 20 up to 1 MiB, 5 up to 64 MiB, 3 above)
-    --cache warm|cold    warm (default): the source file stays in the page cache, so
+    --cache MODE         warm (default): the source file stays in the page cache, so
                          neither the upload nor the reference commands read the disk;
-                         cold: evict it before every timed step
+                         cold: evict that file (posix_fadvise DONTNEED) before every
+                         timed step; drop: `echo 3 > /proc/sys/vm/drop_caches` instead —
+                         machine-wide, and on a VM with free-page reporting it makes
+                         later page-cache writes slower (see bench/README.md)
     --client-chunk SIZE  read size of the client's request body stream (default: 256KiB)
+    --settle SECS        before every timed write (PUT or dd): delete the previous output,
+                         `sync`, and wait this long, so both start from the same disk state
+                         (default: 6 for sizes of 64 MiB and more, 1 below; see bench/README.md)
     --output FILE        also write the Markdown report to FILE
     --append             append to --output instead of replacing it
     --keep               keep the work directory (files, blobs, database, service log)
@@ -33,7 +39,10 @@ Build first: cargo build --release -p storage-service -p vitrine-bench";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheMode {
     Warm,
+    /// Evict the source file only.
     Cold,
+    /// Drop every clean page of the machine.
+    Drop,
 }
 
 #[derive(Debug, Clone)]
@@ -44,6 +53,8 @@ pub struct Options {
     pub plan: Vec<(u64, usize)>,
     pub cache: CacheMode,
     pub client_chunk: usize,
+    /// `None`: [`default_settle`].
+    pub settle: Option<f64>,
     pub output: Option<PathBuf>,
     pub append: bool,
     pub keep: bool,
@@ -57,6 +68,7 @@ pub fn parse(args: &[String]) -> Result<Option<Options>> {
     let mut runs: Option<Vec<usize>> = None;
     let mut cache = CacheMode::Warm;
     let mut client_chunk = 256 * 1024;
+    let mut settle = None;
     let mut output = None;
     let mut append = false;
     let mut keep = false;
@@ -95,7 +107,8 @@ pub fn parse(args: &[String]) -> Result<Option<Options>> {
                 cache = match value()?.as_str() {
                     "warm" => CacheMode::Warm,
                     "cold" => CacheMode::Cold,
-                    other => bail!("--cache: `{other}` is neither warm nor cold"),
+                    "drop" => CacheMode::Drop,
+                    other => bail!("--cache: `{other}` is not warm, cold or drop"),
                 }
             }
             "--client-chunk" => {
@@ -104,6 +117,15 @@ pub fn parse(args: &[String]) -> Result<Option<Options>> {
                     .ok()
                     .filter(|&s| s > 0)
                     .context("--client-chunk must be positive")?;
+            }
+            "--settle" => {
+                let raw = value()?;
+                settle = Some(
+                    raw.parse::<f64>()
+                        .ok()
+                        .filter(|s| s.is_finite() && *s >= 0.0)
+                        .with_context(|| format!("--settle: `{raw}` is not a number of seconds"))?,
+                );
             }
             "--output" => output = Some(PathBuf::from(value()?)),
             "--append" => append = true,
@@ -132,6 +154,7 @@ pub fn parse(args: &[String]) -> Result<Option<Options>> {
         plan: sizes.into_iter().zip(runs).collect(),
         cache,
         client_chunk,
+        settle,
         output,
         append,
         keep,
@@ -143,6 +166,17 @@ fn default_runs(size: u64) -> usize {
         s if s <= 1 << 20 => 20,
         s if s <= 64 << 20 => 5,
         _ => 3,
+    }
+}
+
+/// Pause before a timed write of `size` bytes. Long enough (> ext4's 5 s journal
+/// commit interval) for the previous output's deletion — and, on a `discard` mount,
+/// its discard — to reach the device before a large write; short for small ones.
+pub fn default_settle(size: u64) -> f64 {
+    if size >= 64 << 20 {
+        6.0
+    } else {
+        1.0
     }
 }
 
@@ -159,7 +193,10 @@ fn defaults_next_to_exe() -> (PathBuf, PathBuf) {
         .unwrap_or_else(|| PathBuf::from("target/release/storage-service"));
     let work = exe_dir
         .as_ref()
-        .filter(|dir| dir.file_name().is_some_and(|n| n == "release" || n == "debug"))
+        .filter(|dir| {
+            dir.file_name()
+                .is_some_and(|n| n == "release" || n == "debug")
+        })
         .and_then(|dir| dir.parent())
         .map(|target| target.join("bench-work"))
         .unwrap_or_else(|| PathBuf::from("target/bench-work"));

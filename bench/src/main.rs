@@ -31,8 +31,9 @@ use anyhow::{Context, Result};
 use crate::args::{format_size, CacheMode, Options};
 use crate::physical::Eviction;
 use crate::report::{mbps, Machine, Report, Run, SizeResult};
-use crate::rss::RssSampler;
+use crate::rss::{RssPeak, RssSampler};
 use crate::service::Service;
+use crate::upload::PutTiming;
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().collect();
@@ -117,52 +118,81 @@ async fn measure(options: &Options, work: &Path, command: &str) -> Result<Report
             physical::warm(&file)?;
         }
         let mut evict = || -> Result<()> {
-            if options.cache == CacheMode::Cold {
-                evictions.push(physical::evict(&file)?);
+            match options.cache {
+                CacheMode::Warm => {}
+                CacheMode::Cold => evictions.push(physical::evict(&file, false)?),
+                CacheMode::Drop => evictions.push(physical::evict(&file, true)?),
             }
             Ok(())
         };
 
+        let settle =
+            Duration::from_secs_f64(options.settle.unwrap_or_else(|| args::default_settle(size)));
         let mut figures = Vec::with_capacity(runs);
         for i in 1..=runs {
-            let presigned =
-                upload::presign(&client, &service.base_url, &service.app_keys, size, &sha256)
-                    .await?;
-            evict()?;
-            let sampler = RssSampler::start(pid);
-            let put = upload::put(
-                &client,
-                &presigned,
-                &file,
-                size,
-                &sha256,
-                options.client_chunk,
-            )
-            .await
-            .map_err(|e| e.context(format!("service log:\n{}", service.log_tail())))?;
-            let peak = sampler.stop();
-            remove_files_under(&service.blob_dir.join("images"))?;
-
+            // The two timed writes alternate, so that neither always follows the other.
+            let order = if i % 2 == 1 {
+                [Write::Put, Write::Dd]
+            } else {
+                [Write::Dd, Write::Put]
+            };
+            let (mut put, mut dd) = (None, None);
+            for write in order {
+                match write {
+                    Write::Put => {
+                        // Presign first: its database write is not part of the PUT.
+                        let presigned = upload::presign(
+                            &client,
+                            &service.base_url,
+                            &service.app_keys,
+                            size,
+                            &sha256,
+                        )
+                        .await?;
+                        settle_disk(settle).await;
+                        evict()?;
+                        let measured = measured_put(
+                            &client,
+                            &service,
+                            &presigned,
+                            &file,
+                            size,
+                            &sha256,
+                            options.client_chunk,
+                        )
+                        .await?;
+                        put = Some(measured);
+                    }
+                    Write::Dd => {
+                        settle_disk(settle).await;
+                        evict()?;
+                        dd = Some(physical::time_dd(&file, &physical::dd_target(work))?);
+                    }
+                }
+            }
+            let (put, dd) = put.zip(dd).context("a run lacks its PUT or dd")?;
             evict()?;
             let sha256sum = physical::time_sha256sum(&file, &sha256)?;
-            evict()?;
-            let dd = physical::time_dd(&file, &physical::dd_target(work))?;
             evict()?;
             let sha2 = physical::time_sha2(&file, &sha256)?;
 
             eprintln!(
-                "{} run {i}/{runs}: PUT {:.0} MB/s, peak RSS {:.1} MiB; sha256sum {:.0} MB/s, dd {:.0} MB/s, sha2 {:.0} MB/s",
+                "{} run {i}/{runs}: PUT {:.0} MB/s ({:.3} s after the last byte), peak RSS {:.1} MiB; sha256sum {:.0} MB/s, dd {:.0} MB/s, sha2 {:.0} MB/s",
                 format_size(size),
-                mbps(size, put.as_secs_f64()),
-                peak.peak_kib as f64 / 1024.0,
+                mbps(size, put.timing.total.as_secs_f64()),
+                put.timing.total.saturating_sub(put.timing.body).as_secs_f64(),
+                put.rss.peak_kib as f64 / 1024.0,
                 mbps(size, sha256sum.as_secs_f64()),
                 mbps(size, dd.as_secs_f64()),
                 mbps(size, sha2.as_secs_f64()),
             );
             figures.push(Run {
-                put,
-                rss_peak_kib: peak.peak_kib,
-                rss_samples: peak.samples,
+                put: put.timing.total,
+                put_body: put.timing.body,
+                service_cpu: put.service_cpu,
+                client_cpu: put.client_cpu,
+                rss_peak_kib: put.rss.peak_kib,
+                rss_samples: put.rss.samples,
                 sha256sum,
                 dd,
                 sha2,
@@ -171,6 +201,7 @@ async fn measure(options: &Options, work: &Path, command: &str) -> Result<Report
         std::fs::remove_file(&file)?;
         results.push(SizeResult {
             size,
+            settle,
             runs: figures,
         });
     }
@@ -179,17 +210,22 @@ async fn measure(options: &Options, work: &Path, command: &str) -> Result<Report
     service.stop()?;
 
     let cache_note = match options.cache {
-        CacheMode::Warm => "warm — the input file is read once before its runs and stays cached, so the \
+        CacheMode::Warm => {
+            "warm — the input file is read once before its runs and stays cached, so the \
             upload, `sha256sum` and `dd` all read it from memory and only their writes reach the \
             disk (no `drop_caches`)"
-            .to_owned(),
-        CacheMode::Cold if evictions.contains(&Eviction::Fadvise) => "cold — before every timed \
-            step the input was evicted with `posix_fadvise(DONTNEED)` (`/proc/sys/vm/drop_caches` \
-            was refused)"
-            .to_owned(),
-        CacheMode::Cold => {
-            "cold — `sync; echo 3 > /proc/sys/vm/drop_caches` before every timed step".to_owned()
+                .to_owned()
         }
+        CacheMode::Cold => "cold — before every timed step the input file was evicted with \
+            `posix_fadvise(DONTNEED)` (the file only; no `drop_caches`)"
+            .to_owned(),
+        CacheMode::Drop if evictions.contains(&Eviction::Fadvise) => "drop asked, but \
+            `/proc/sys/vm/drop_caches` was refused: the input file was evicted with \
+            `posix_fadvise(DONTNEED)` before every timed step"
+            .to_owned(),
+        CacheMode::Drop => "cold, machine-wide — `sync; echo 3 > /proc/sys/vm/drop_caches` \
+            before every timed step"
+            .to_owned(),
     };
     Ok(Report {
         date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
@@ -202,6 +238,64 @@ async fn measure(options: &Options, work: &Path, command: &str) -> Result<Report
         load_after: report::load_average(),
         results,
     })
+}
+
+/// A PUT with what was measured around it.
+struct MeasuredPut {
+    timing: PutTiming,
+    rss: RssPeak,
+    service_cpu: Option<Duration>,
+    client_cpu: Option<Duration>,
+}
+
+/// The timed PUT, with the service's RSS sampled and both sides' CPU time taken;
+/// then deletes the stored object (untimed).
+async fn measured_put(
+    client: &reqwest::Client,
+    service: &Service,
+    presigned: &upload::Presigned,
+    file: &Path,
+    size: u64,
+    sha256: &str,
+    read_chunk: usize,
+) -> Result<MeasuredPut> {
+    let pid = service.pid();
+    let cpu_before = (cpu_of(pid), rss::cpu_time("self"));
+    let sampler = RssSampler::start(pid);
+    let timing = upload::put(client, presigned, file, size, sha256, read_chunk).await;
+    let rss = sampler.stop();
+    let cpu_after = (cpu_of(pid), rss::cpu_time("self"));
+    let timing = timing.map_err(|e| e.context(format!("service log:\n{}", service.log_tail())))?;
+    remove_files_under(&service.blob_dir.join("images"))?;
+    let used = |before: Option<Duration>, after: Option<Duration>| {
+        before
+            .zip(after)
+            .map(|(before, after)| after.saturating_sub(before))
+    };
+    Ok(MeasuredPut {
+        timing,
+        rss,
+        service_cpu: used(cpu_before.0, cpu_after.0),
+        client_cpu: used(cpu_before.1, cpu_after.1),
+    })
+}
+
+fn cpu_of(pid: u32) -> Option<Duration> {
+    rss::cpu_time(&pid.to_string())
+}
+
+/// The two timed writes of a run.
+#[derive(Clone, Copy)]
+enum Write {
+    Put,
+    Dd,
+}
+
+/// `sync`, then wait: pending writeback (ours and other processes') and the deletion
+/// of the previous output reach the device before the next timed write starts.
+async fn settle_disk(pause: Duration) {
+    let _ = tokio::process::Command::new("sync").status().await;
+    tokio::time::sleep(pause).await;
 }
 
 /// Removes the objects the uploads stored (keeps the disk from filling up over many runs).

@@ -43,20 +43,23 @@ pub fn warm(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// How the page cache was emptied before a timed step in `--cache cold`.
+/// How the page cache was emptied before a timed step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Eviction {
     /// `sync; echo 3 > /proc/sys/vm/drop_caches` worked.
     DropCaches,
-    /// `drop_caches` was refused; `posix_fadvise(DONTNEED)` on the (clean) file instead.
+    /// `posix_fadvise(DONTNEED)` on the (clean) file.
     Fadvise,
 }
 
-/// Empties the page cache of `path` (everything, if the kernel lets us).
-pub fn evict(path: &Path) -> Result<Eviction> {
-    let _ = Command::new("sync").status();
-    if std::fs::write("/proc/sys/vm/drop_caches", "3\n").is_ok() {
-        return Ok(Eviction::DropCaches);
+/// Evicts `path` from the page cache; with `machine_wide`, drops every clean page
+/// (falling back to the file alone when the kernel refuses).
+pub fn evict(path: &Path, machine_wide: bool) -> Result<Eviction> {
+    if machine_wide {
+        let _ = Command::new("sync").status();
+        if std::fs::write("/proc/sys/vm/drop_caches", "3\n").is_ok() {
+            return Ok(Eviction::DropCaches);
+        }
     }
     let file = File::open(path)?;
     // SAFETY: posix_fadvise on an open descriptor we own; offset 0, length 0 = whole file.
@@ -84,7 +87,10 @@ pub fn time_sha256sum(path: &Path, expected: &str) -> Result<Duration> {
     }
     let printed = String::from_utf8_lossy(&out.stdout);
     if printed.split_whitespace().next() != Some(expected) {
-        bail!("sha256sum printed `{}`, expected {expected}", printed.trim());
+        bail!(
+            "sha256sum printed `{}`, expected {expected}",
+            printed.trim()
+        );
     }
     Ok(elapsed)
 }

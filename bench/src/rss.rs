@@ -1,4 +1,5 @@
-//! Memory of the child: `VmRSS` sampled every 10 ms, and `VmHWM`, from `/proc/<pid>/status`.
+//! Memory of the child: `VmRSS` sampled every 10 ms, and `VmHWM`, from `/proc/<pid>/status`;
+//! and CPU time (user + system) of a process from `/proc/<pid>/stat`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -14,6 +15,24 @@ pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
         let rest = line.strip_prefix(field)?.strip_prefix(':')?;
         rest.trim().strip_suffix("kB")?.trim().parse().ok()
     })
+}
+
+/// User + system CPU time of process `pid` (`"self"` for this one), all threads.
+/// Resolution is one clock tick (usually 10 ms).
+pub fn cpu_time(pid: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may contain spaces:
+    // state is field 3, utime 14, stime 15.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let ticks = u64::try_from(ticks).ok().filter(|&t| t > 0)?;
+    Some(Duration::from_secs_f64(
+        (utime + stime) as f64 / ticks as f64,
+    ))
 }
 
 /// Samples `VmRSS` on its own thread until [`RssSampler::stop`].

@@ -77,8 +77,19 @@ pub async fn presign(
     Ok(Presigned { url, headers })
 }
 
-/// PUTs `path` (`size` bytes) to the pre-signed URL and returns the time from the
-/// first body byte read to the 201 response. Checks the answer's size and SHA-256.
+/// Timings of one PUT, as the client sees them.
+#[derive(Debug, Clone, Copy)]
+pub struct PutTiming {
+    /// First body byte read from the file → `201` received.
+    pub total: Duration,
+    /// First → last body byte handed to the HTTP client. The rest of `total` is the
+    /// service finishing: the bytes still in socket buffers, then flush, `fsync`,
+    /// rename, directory `fsync` and the database commit.
+    pub body: Duration,
+}
+
+/// PUTs `path` (`size` bytes) to the pre-signed URL, streamed in `read_chunk` reads.
+/// Checks the answer's size and SHA-256.
 pub async fn put(
     client: &reqwest::Client,
     presigned: &Presigned,
@@ -86,13 +97,21 @@ pub async fn put(
     size: u64,
     sha256: &str,
     read_chunk: usize,
-) -> Result<Duration> {
+) -> Result<PutTiming> {
     let file = tokio::fs::File::open(path).await?;
     let first_byte: Arc<OnceLock<Instant>> = Arc::default();
+    let last_byte: Arc<OnceLock<Instant>> = Arc::default();
     let stream = {
-        let first_byte = first_byte.clone();
-        ReaderStream::with_capacity(file, read_chunk).inspect(move |_| {
+        let (first_byte, last_byte) = (first_byte.clone(), last_byte.clone());
+        let mut read = 0u64;
+        // With a Content-Length, hyper stops polling once it has that many bytes: the
+        // last byte is the one that completes the count, not the end of the stream.
+        ReaderStream::with_capacity(file, read_chunk).inspect(move |chunk| {
             first_byte.get_or_init(Instant::now);
+            read += chunk.as_ref().map_or(0, |c| c.len() as u64);
+            if read >= size {
+                last_byte.get_or_init(Instant::now);
+            }
         })
     };
     let mut request = client
@@ -116,5 +135,12 @@ pub async fn put(
         .get()
         .copied()
         .context("the body stream was never read")?;
-    Ok(answered.duration_since(start))
+    let end = last_byte
+        .get()
+        .copied()
+        .context("the body stream was never read to its end")?;
+    Ok(PutTiming {
+        total: answered.duration_since(start),
+        body: end.duration_since(start),
+    })
 }
