@@ -27,9 +27,9 @@ impl App {
         TokenPolicy::new(self.config.upload_url_ttl)
     }
 
-    /// Lifetime cap for download URL tokens.
+    /// Lifetime cap for download URL tokens (callers may ask for up to 24 h).
     pub fn download_token_policy(&self) -> TokenPolicy {
-        TokenPolicy::new(self.config.download_url_ttl.max(MAX_DOWNLOAD_TTL))
+        TokenPolicy::new(MAX_DOWNLOAD_TTL)
     }
 
     /// Upload metadata signed by the App Service is consumed at once: short lifetime.
