@@ -24,30 +24,60 @@ struct ServiceSpec {
     /// Variable holding its bind address, and the default.
     bind_var: &'static str,
     default_bind: &'static str,
+    /// The generated keys (from `<data>/keys.env`) this service holds; no other key
+    /// reaches it.
+    keys: &'static [&'static str],
     /// Variables (beyond keys) with their embedded defaults.
     defaults: Vec<(&'static str, String)>,
 }
 
 impl ServiceSpec {
     fn bind(&self) -> String {
-        std::env::var(self.bind_var).unwrap_or_else(|_| self.default_bind.to_owned())
+        bind_of(self.bind_var, self.default_bind)
     }
 }
 
+fn bind_of(var: &str, default: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| default.to_owned())
+}
+
+const STORAGE_BIND: (&str, &str) = ("STORAGE_BIND", "127.0.0.1:8082");
+const APP_BIND: (&str, &str) = ("APP_BIND", "127.0.0.1:8081");
+
 fn services(data_dir: &Path) -> Vec<ServiceSpec> {
     let data = data_dir.display();
-    vec![ServiceSpec {
-        name: "storage",
-        bind_var: "STORAGE_BIND",
-        default_bind: "127.0.0.1:8082",
-        defaults: vec![
-            (
-                "STORAGE_DATABASE_URL",
-                format!("sqlite://{data}/storage.db"),
-            ),
-            ("BLOB_STORE", format!("file://{data}/blobs")),
-        ],
-    }]
+    let storage_url = format!("http://{}", bind_of(STORAGE_BIND.0, STORAGE_BIND.1));
+    vec![
+        ServiceSpec {
+            name: "storage",
+            bind_var: STORAGE_BIND.0,
+            default_bind: STORAGE_BIND.1,
+            keys: &[
+                "APP_STORAGE_KEYS",
+                "IMPORT_STORAGE_KEYS",
+                "URL_SIGNING_KEYS",
+            ],
+            defaults: vec![
+                (
+                    "STORAGE_DATABASE_URL",
+                    format!("sqlite://{data}/storage.db"),
+                ),
+                ("BLOB_STORE", format!("file://{data}/blobs")),
+            ],
+        },
+        ServiceSpec {
+            name: "app",
+            bind_var: APP_BIND.0,
+            default_bind: APP_BIND.1,
+            keys: &["APP_STORAGE_KEYS", crate::local_keys::JWT_SECRET_VAR],
+            defaults: vec![
+                ("APP_DATABASE_URL", format!("sqlite://{data}/app.db")),
+                ("STORAGE_URL", storage_url),
+                // The embedded stack is for development: dev login on.
+                ("AUTH_DEV_LOGIN", "true".to_owned()),
+            ],
+        },
+    ]
 }
 
 /// `vitrine up`.
@@ -94,7 +124,11 @@ async fn run() -> anyhow::Result<ExitCode> {
     let stopping = Arc::new(AtomicBool::new(false));
     let mut supervisors = Vec::new();
     for spec in specs.iter() {
-        let mut env: BTreeMap<String, String> = keys.clone();
+        let mut env: BTreeMap<String, String> = keys
+            .iter()
+            .filter(|(var, _)| spec.keys.contains(&var.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         for (var, value) in &spec.defaults {
             env.insert((*var).to_owned(), value.clone());
         }
@@ -212,14 +246,27 @@ fn spawn_child(
     name: &'static str,
     env: &BTreeMap<String, String>,
 ) -> std::io::Result<Child> {
-    let mut child = Command::new(exe)
+    let mut command = Command::new(exe);
+    command
         .args(["serve", name])
         .envs(env)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()?;
+        .kill_on_drop(true);
+    // If the launcher itself is killed (SIGKILL gives it no chance to stop its
+    // children), the kernel stops them: no orphaned services holding the ports.
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn()?;
     if let Some(out) = child.stdout.take() {
         tokio::spawn(prefix_lines(name, out));
     }

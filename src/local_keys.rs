@@ -7,12 +7,15 @@ use std::path::Path;
 
 use shared_signing::{KeyId, KeyRing};
 
-/// The key rings every local service may need, by variable name.
+/// The key rings every local service may need, by variable name, with the key id.
 pub const KEY_VARS: [(&str, &str); 3] = [
     ("APP_STORAGE_KEYS", "app1"),
     ("IMPORT_STORAGE_KEYS", "import1"),
     ("URL_SIGNING_KEYS", "url1"),
 ];
+
+/// The dev issuer's HS256 secret for seller tokens (`vitrine token`, `POST /auth/token`).
+pub const JWT_SECRET_VAR: &str = "JWT_HS256_SECRET";
 
 /// Loads `<data>/keys.env`, generating and saving any key that is missing.
 pub fn load_or_generate(data_dir: &Path) -> anyhow::Result<BTreeMap<String, String>> {
@@ -32,6 +35,13 @@ pub fn load_or_generate(data_dir: &Path) -> anyhow::Result<BTreeMap<String, Stri
             keys.insert(var.to_owned(), ring.to_env_value());
             changed = true;
         }
+    }
+    if !keys.contains_key(JWT_SECRET_VAR) {
+        keys.insert(
+            JWT_SECRET_VAR.to_owned(),
+            service_kit::auth::AuthConfig::generate_dev_secret(),
+        );
+        changed = true;
     }
     if changed {
         std::fs::create_dir_all(data_dir)?;

@@ -1,7 +1,8 @@
 //! `vitrine`: the one-command local stack.
 //!
 //! # Layout
-//! - `main.rs`: command-line entry (`vitrine [up]`, `vitrine serve <service>`).
+//! - `main.rs`: command-line entry (`vitrine [up]`, `vitrine serve <service>`,
+//!   `vitrine token --seller ID`).
 //! - [`launcher`]: starts each service as its own child process on loopback (self-exec
 //!   `vitrine serve <service>`), prefixes its log lines, waits for readiness, restarts a
 //!   crashed child with backoff, and stops everything on Ctrl-C.
@@ -17,7 +18,8 @@ vitrine — run the Vitrine stack locally
 
 USAGE:
     vitrine [up]                 start every service on loopback with embedded defaults
-    vitrine serve <service>      run one service in this process (storage)
+    vitrine serve <service>      run one service in this process (storage, app)
+    vitrine token --seller ID    print a seller token (JWT) for the local stack's dev issuer
     vitrine help                 this text
 
 Data (SQLite files, blobs, generated keys) lives in ./data (VITRINE_DATA_DIR).";
@@ -28,6 +30,7 @@ fn main() -> ExitCode {
     match words.as_slice() {
         [] | ["up"] => launcher::up(),
         ["serve", service] => serve(service),
+        ["token", "--seller", seller] => token(seller),
         ["help"] | ["--help"] | ["-h"] => {
             println!("{USAGE}");
             ExitCode::SUCCESS
@@ -57,8 +60,15 @@ fn serve(service: &str) -> ExitCode {
                 Err(e) => Err(e.into()),
             }
         }
+        "app" => {
+            service_kit::telemetry::init_tracing(app_service::SERVICE_NAME);
+            match app_service::config::AppConfig::from_env(&env) {
+                Ok(config) => runtime.block_on(app_service::run(config)),
+                Err(e) => Err(e.into()),
+            }
+        }
         other => {
-            eprintln!("unknown service `{other}`; known: storage");
+            eprintln!("unknown service `{other}`; known: storage, app");
             return ExitCode::from(2);
         }
     };
@@ -66,6 +76,60 @@ fn serve(service: &str) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{service}: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `vitrine token --seller ID`: a seller token signed with the local stack's dev key
+/// (`<data>/keys.env`, generated on first use), honouring `JWT_ISSUER`, `JWT_AUDIENCE`,
+/// `JWT_HS256_KEY_ID` and `AUTH_DEV_TOKEN_TTL_SECS` like the services do.
+fn token(seller: &str) -> ExitCode {
+    let seller = match service_kit::auth::SellerId::parse(seller) {
+        Ok(seller) => seller,
+        Err(e) => {
+            eprintln!("vitrine token: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let data_dir = std::path::PathBuf::from(
+        std::env::var("VITRINE_DATA_DIR").unwrap_or_else(|_| "data".into()),
+    );
+    let keys = match local_keys::load_or_generate(&data_dir) {
+        Ok(keys) => keys,
+        Err(e) => {
+            eprintln!(
+                "vitrine token: cannot read or create {}/keys.env: {e:#}",
+                data_dir.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    // The process environment wins, as it does for the services.
+    let mut vars: Vec<(String, String)> = std::env::vars().collect();
+    if std::env::var_os(local_keys::JWT_SECRET_VAR).is_none() {
+        if let Some(secret) = keys.get(local_keys::JWT_SECRET_VAR) {
+            vars.push((local_keys::JWT_SECRET_VAR.to_owned(), secret.clone()));
+        }
+    }
+    let config = match service_kit::auth::AuthConfig::from_env(&service_kit::Env::from_pairs(vars))
+    {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("vitrine token: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match service_kit::auth::DevIssuer::from_config(&config) {
+        Some(issuer) => {
+            println!("{}", issuer.mint(&seller).access_token);
+            ExitCode::SUCCESS
+        }
+        None => {
+            eprintln!(
+                "vitrine token: no {} is configured",
+                local_keys::JWT_SECRET_VAR
+            );
             ExitCode::FAILURE
         }
     }

@@ -230,7 +230,7 @@ pub fn parse_size(raw: &str) -> Result<u64> {
 /// `1 MiB`, `64 MiB`, `1 GiB`, `1536 KiB`, `1000 B`: exact, in the largest unit that divides.
 pub fn format_size(bytes: u64) -> String {
     for (shift, unit) in [(30, "GiB"), (20, "MiB"), (10, "KiB")] {
-        if bytes >= 1 << shift && bytes % (1 << shift) == 0 {
+        if bytes >= 1 << shift && bytes.is_multiple_of(1 << shift) {
             return format!("{} {unit}", bytes >> shift);
         }
     }

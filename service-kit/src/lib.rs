@@ -1,6 +1,8 @@
 //! What every Vitrine service does the same way.
 //!
 //! # Layout
+//! - [`auth`]: seller JWT verification (HS256 secret and/or an identity provider's JWKS),
+//!   the `Seller` extractor, and the development token issuer.
 //! - [`config`]: typed configuration from environment variables; errors name the variable.
 //! - [`error`]: the JSON error envelope, [`error::ApiError`], the `AppJson` extractor,
 //!   and the middleware that logs internal errors once.
@@ -12,6 +14,7 @@
 //! - [`media`]: the image types Vitrine accepts.
 //! - [`testing`]: helpers for tests that need a real backend (skip or fail).
 
+pub mod auth;
 pub mod config;
 pub mod db;
 pub mod error;

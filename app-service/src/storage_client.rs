@@ -1,0 +1,292 @@
+//! The Storage Service's internal API, as the App Service calls it.
+//!
+//! Every call is a signed request (`shared-signing`, the app↔storage key ring) with a
+//! connect timeout and a whole-call timeout. Only connection failures are retried (the
+//! request never reached storage, so a retry cannot do anything twice); a timeout or a
+//! 5xx is reported as `storage-unavailable` at once, because the seller's client will
+//! retry on 503 anyway and retrying here would only stack up waiting requests.
+//!
+//! The response types below are this service's view of storage's contract
+//! (`docs/openapi/storage-service.json`); they carry only the fields the app uses.
+
+use std::time::{Duration, Instant};
+
+use axum::http::{Method, StatusCode, Uri};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use shared_signing::{sign_request, unix_now, BodyDigest, KeyRing};
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::error::{AppError, AppResult};
+
+/// Attempts for a call whose connection could not be made.
+const CONNECT_ATTEMPTS: u32 = 3;
+/// Pause before the second attempt; doubled for each later one.
+const FIRST_RETRY_DELAY: Duration = Duration::from_millis(100);
+
+/// `POST /internal/presign` answer; returned to the seller unchanged.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct UploadTicket {
+    /// Id of the pending upload (not the image id: that comes back from the PUT).
+    pub upload_id: String,
+    /// Absolute URL to send the bytes to; the token in it is the only credential.
+    pub upload_url: String,
+    /// Always `PUT`.
+    pub method: String,
+    /// Headers the upload must carry (`Content-Type`).
+    pub headers: BTreeMap<String, String>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The parts of storage's image record the app checks.
+#[derive(Debug, Clone, Deserialize)]
+pub struct StoredImage {
+    pub image_id: String,
+    /// `complete`, or `committing` while its bytes are being made visible.
+    pub state: String,
+    pub owner_id: String,
+}
+
+/// One short-lived download URL.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DownloadUrl {
+    pub image_id: String,
+    pub url: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct DownloadUrlsResponse {
+    urls: Vec<DownloadUrl>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ErrorEnvelope {
+    error: ErrorBody,
+}
+
+#[derive(Debug, Deserialize)]
+struct ErrorBody {
+    code: String,
+    #[serde(default)]
+    message: String,
+}
+
+/// One answer from storage: status, its error code if it sent one, and the body.
+struct Answer {
+    status: StatusCode,
+    body: bytes::Bytes,
+}
+
+impl Answer {
+    fn error_code(&self) -> (String, String) {
+        match serde_json::from_slice::<ErrorEnvelope>(&self.body) {
+            Ok(env) => (env.error.code, env.error.message),
+            Err(_) => ("(no error envelope)".to_owned(), String::new()),
+        }
+    }
+
+    fn json<T: serde::de::DeserializeOwned>(&self, call: &str) -> AppResult<T> {
+        serde_json::from_slice(&self.body)
+            .map_err(|e| AppError::StorageFault(format!("{call}: unexpected response body: {e}")))
+    }
+
+    /// Maps the answers every call treats alike: 5xx → unavailable, 401/403 → fault.
+    fn common_failure(&self, call: &str) -> Option<AppError> {
+        let (code, message) = self.error_code();
+        if self.status.is_server_error() {
+            return Some(AppError::StorageUnavailable(format!(
+                "{call}: storage answered {} {code}: {message}",
+                self.status
+            )));
+        }
+        if matches!(
+            self.status,
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+        ) {
+            return Some(AppError::StorageFault(format!(
+                "{call}: storage refused our signature ({} {code}: {message}); check that APP_STORAGE_KEYS match",
+                self.status
+            )));
+        }
+        None
+    }
+}
+
+/// Signed client for storage's internal API.
+#[derive(Clone)]
+pub struct StorageClient {
+    http: reqwest::Client,
+    base: url::Url,
+    keys: KeyRing,
+}
+
+impl StorageClient {
+    pub fn new(
+        base: url::Url,
+        keys: KeyRing,
+        connect_timeout: Duration,
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(connect_timeout)
+            .timeout(timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .tcp_nodelay(true)
+            .user_agent(concat!("vitrine-app-service/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(StorageClient { http, base, keys })
+    }
+
+    /// Asks storage for a pre-signed upload URL for the signed metadata.
+    pub async fn presign(&self, metadata_token: &str) -> AppResult<UploadTicket> {
+        const CALL: &str = "presign";
+        let body = serde_json::to_vec(&serde_json::json!({ "metadata_token": metadata_token }))
+            .map_err(|e| AppError::StorageFault(e.to_string()))?;
+        let answer = self
+            .call(CALL, Method::POST, "/internal/presign", Some(body))
+            .await?;
+        if answer.status == StatusCode::CREATED || answer.status == StatusCode::OK {
+            return answer.json(CALL);
+        }
+        if let Some(e) = answer.common_failure(CALL) {
+            return Err(e);
+        }
+        let (code, message) = answer.error_code();
+        if code == "size-limit-exceeded" {
+            // Storage's own cap is lower than ours: the seller's file is too big.
+            return Err(AppError::invalid("size-limit-exceeded", message));
+        }
+        // We validated the metadata with the same rules storage applies, so any other
+        // refusal means the two services disagree: a deployment fault.
+        Err(AppError::StorageFault(format!(
+            "{CALL}: storage answered {} {code}: {message}",
+            answer.status
+        )))
+    }
+
+    /// Storage's record of an image, or `None` if there is no such image.
+    pub async fn image(&self, image_id: &Uuid) -> AppResult<Option<StoredImage>> {
+        const CALL: &str = "get-image";
+        let path = format!("/internal/images/{image_id}");
+        let answer = self.call(CALL, Method::GET, &path, None).await?;
+        match answer.status {
+            StatusCode::OK => answer.json(CALL).map(Some),
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => Err(answer.common_failure(CALL).unwrap_or_else(|| {
+                let (code, message) = answer.error_code();
+                AppError::StorageFault(format!(
+                    "{CALL}: storage answered {} {code}: {message}",
+                    answer.status
+                ))
+            })),
+        }
+    }
+
+    /// Short-lived download URLs for `image_ids` (unknown ids are left out).
+    pub async fn download_urls(&self, image_ids: &[Uuid]) -> AppResult<Vec<DownloadUrl>> {
+        const CALL: &str = "download-urls";
+        if image_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let body = serde_json::to_vec(&serde_json::json!({ "image_ids": image_ids }))
+            .map_err(|e| AppError::StorageFault(e.to_string()))?;
+        let answer = self
+            .call(CALL, Method::POST, "/internal/download-urls", Some(body))
+            .await?;
+        if answer.status == StatusCode::OK {
+            return answer.json::<DownloadUrlsResponse>(CALL).map(|r| r.urls);
+        }
+        Err(answer.common_failure(CALL).unwrap_or_else(|| {
+            let (code, message) = answer.error_code();
+            AppError::StorageFault(format!(
+                "{CALL}: storage answered {} {code}: {message}",
+                answer.status
+            ))
+        }))
+    }
+
+    /// Sends one signed request, retrying only when no connection could be made.
+    async fn call(
+        &self,
+        call: &'static str,
+        method: Method,
+        path_and_query: &str,
+        body: Option<Vec<u8>>,
+    ) -> AppResult<Answer> {
+        let url = self
+            .base
+            .join(path_and_query)
+            .map_err(|e| AppError::StorageFault(format!("{call}: bad URL: {e}")))?;
+        let signed_uri: Uri = match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_owned(),
+        }
+        .parse()
+        .map_err(|e| AppError::StorageFault(format!("{call}: bad URI: {e}")))?;
+        let digest = BodyDigest::of(body.as_deref().unwrap_or_default());
+        let started = Instant::now();
+        let mut attempt = 1;
+        let result = loop {
+            // A fresh signature (new nonce, current time) for every attempt.
+            let mut request = self
+                .http
+                .request(method.clone(), url.clone())
+                .headers(sign_request(
+                    &self.keys,
+                    &method,
+                    &signed_uri,
+                    digest,
+                    unix_now(),
+                ));
+            for (name, value) in service_kit::telemetry::outgoing_headers() {
+                request = request.header(name, value);
+            }
+            if let Some(body) = &body {
+                request = request
+                    .header(http::header::CONTENT_TYPE, "application/json")
+                    .body(body.clone());
+            }
+            match request.send().await {
+                Ok(response) => {
+                    let status = response.status();
+                    match response.bytes().await {
+                        Ok(body) => break Ok(Answer { status, body }),
+                        Err(e) => {
+                            break Err(AppError::StorageUnavailable(format!(
+                                "{call}: reading the response failed: {e}"
+                            )))
+                        }
+                    }
+                }
+                Err(e) if e.is_connect() && attempt < CONNECT_ATTEMPTS => {
+                    let delay = FIRST_RETRY_DELAY * 2u32.pow(attempt - 1);
+                    tracing::debug!(call, attempt, error = %e, ?delay, "storage connection failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                Err(e) => {
+                    let what = if e.is_timeout() {
+                        "timed out"
+                    } else if e.is_connect() {
+                        "cannot connect"
+                    } else {
+                        "request failed"
+                    };
+                    break Err(AppError::StorageUnavailable(format!(
+                        "{call}: {what} after {attempt} attempt(s): {e}"
+                    )));
+                }
+            }
+        };
+        let outcome = match &result {
+            Ok(answer) if answer.status.is_server_error() => "server-error",
+            Ok(_) => "answered",
+            Err(_) => "unavailable",
+        };
+        metrics::histogram!("app_storage_call_seconds", "call" => call, "outcome" => outcome)
+            .record(started.elapsed().as_secs_f64());
+        result
+    }
+}

@@ -1,0 +1,20 @@
+//! The committed OpenAPI spec (`docs/openapi/app-service.json`) must match the code.
+//! Regenerate with `UPDATE_OPENAPI=1 cargo test -p app-service --test openapi_spec`.
+
+use std::path::PathBuf;
+
+#[test]
+fn committed_spec_is_current() {
+    let generated = serde_json::to_string_pretty(&app_service::openapi_document()).unwrap() + "\n";
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi/app-service.json");
+    if std::env::var("UPDATE_OPENAPI").as_deref() == Ok("1") {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &generated).unwrap();
+        return;
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "docs/openapi/app-service.json is stale; run UPDATE_OPENAPI=1 cargo test -p app-service --test openapi_spec"
+    );
+}

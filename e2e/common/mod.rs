@@ -1,0 +1,445 @@
+//! Whole-stack test harness: the App Service and the Storage Service on loopback,
+//! either in this process (each on its own port, real HTTP between them) or as real
+//! child processes of the `vitrine` binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use serde_json::{json, Value};
+use service_kit::Env;
+use sha2::{Digest, Sha256};
+use shared_signing::{KeyId, KeyRing};
+use tokio::task::JoinHandle;
+
+/// Where both services keep their rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    /// SQLite files: the embedded default.
+    Embedded,
+    /// A real PostgreSQL server (one fresh database per service per test).
+    Postgres,
+}
+
+pub const ISSUER: &str = "vitrine-dev";
+pub const AUDIENCE: &str = "vitrine";
+pub const DEV_KID: &str = "dev";
+
+pub fn ring(kid: &str) -> KeyRing {
+    KeyRing::generate(KeyId::new(kid).expect("key id"))
+}
+
+pub fn random_secret() -> String {
+    let bytes: [u8; 32] = rand::random();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// A port that was free a moment ago (for child processes that bind themselves).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// A small valid PNG of `len` bytes.
+pub fn png(len: usize) -> Vec<u8> {
+    storage_service::inspect::synthetic::png(64, 48, len)
+}
+
+/// A small valid JPEG of `len` bytes.
+pub fn jpeg(len: usize) -> Vec<u8> {
+    storage_service::inspect::synthetic::jpeg(64, 48, len)
+}
+
+/// Claims of a seller token, ready to tweak for bad-token tests.
+pub fn claims(seller: &str) -> Value {
+    let now = shared_signing::unix_now();
+    json!({
+        "sub": seller,
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "iat": now,
+        "nbf": now,
+        "exp": now + 600,
+    })
+}
+
+/// An HS256 token over `claims` with `secret` (base64) and key id `kid`.
+pub fn hs256_token(secret_b64: &str, kid: Option<&str>, claims: &Value) -> String {
+    let secret = base64::engine::general_purpose::STANDARD
+        .decode(secret_b64)
+        .expect("secret");
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    header.kid = kid.map(str::to_owned);
+    jsonwebtoken::encode(
+        &header,
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(&secret),
+    )
+    .expect("encode")
+}
+
+/// An HTTP client for tests (no proxies, short timeouts).
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
+/// Sends `request` and returns the status, headers and JSON body (Null if empty).
+pub async fn send(request: reqwest::RequestBuilder) -> (u16, reqwest::header::HeaderMap, Value) {
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let bytes = response.bytes().await.expect("body");
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+    };
+    (status, headers, body)
+}
+
+/// Asserts an error answer: status and stable code.
+#[track_caller]
+pub fn assert_error(answer: &(u16, reqwest::header::HeaderMap, Value), status: u16, code: &str) {
+    assert_eq!(answer.0, status, "status; body: {}", answer.2);
+    assert_eq!(
+        answer.2["error"]["code"], code,
+        "error code; body: {}",
+        answer.2
+    );
+    assert!(
+        answer.2["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "error message; body: {}",
+        answer.2
+    );
+}
+
+// ---------------------------------------------------------------- in-process stack
+
+/// Both services in this process, each served on its own loopback port.
+pub struct Stack {
+    pub app_url: String,
+    pub storage_url: String,
+    pub jwt_secret: String,
+    pub app: app_service::state::AppState,
+    pub storage: storage_service::state::AppState,
+    pub http: reqwest::Client,
+    tasks: Vec<JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+async fn serve(router: axum::Router) -> (String, JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    (url, task)
+}
+
+impl Stack {
+    /// `None` (after printing why) when the database backend is not configured.
+    pub async fn start(db: Db, test: &str) -> Option<Stack> {
+        Self::start_with(db, test, &[]).await
+    }
+
+    /// Starts with extra App Service variables (e.g. a lower rate limit, a JWKS URL).
+    pub async fn start_with(db: Db, test: &str, app_extra: &[(&str, String)]) -> Option<Stack> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (storage_db, app_db) = match db {
+            Db::Embedded => (
+                format!("sqlite://{}", dir.path().join("storage.db").display()),
+                format!("sqlite://{}", dir.path().join("app.db").display()),
+            ),
+            Db::Postgres => {
+                let admin = service_kit::testing::backend_env(
+                    service_kit::testing::TEST_POSTGRES_URL,
+                    test,
+                )?;
+                (
+                    service_kit::testing::fresh_postgres_database(&admin).await,
+                    service_kit::testing::fresh_postgres_database(&admin).await,
+                )
+            }
+        };
+        let app_keys = ring("app1");
+        let jwt_secret = random_secret();
+
+        // Storage first: the app needs its URL. Its public URL is where it listens.
+        let storage_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let storage_url = format!("http://{}", storage_listener.local_addr().expect("addr"));
+        let storage_env = Env::from_pairs([
+            ("APP_STORAGE_KEYS", app_keys.to_env_value()),
+            ("IMPORT_STORAGE_KEYS", ring("imp1").to_env_value()),
+            ("URL_SIGNING_KEYS", ring("url1").to_env_value()),
+            ("STORAGE_PUBLIC_URL", storage_url.clone()),
+            (
+                "BLOB_STORE",
+                format!("file://{}", dir.path().join("blobs").display()),
+            ),
+            ("STORAGE_DATABASE_URL", storage_db),
+        ]);
+        let storage_config =
+            storage_service::config::StorageConfig::from_env(&storage_env).expect("storage config");
+        let storage = storage_service::build_state(storage_config)
+            .await
+            .expect("storage state");
+        let storage_router = storage_service::router(storage.clone());
+        let storage_task = tokio::spawn(async move {
+            let _ = axum::serve(storage_listener, storage_router).await;
+        });
+
+        let mut app_vars: Vec<(String, String)> = vec![
+            ("APP_STORAGE_KEYS".into(), app_keys.to_env_value()),
+            ("STORAGE_URL".into(), storage_url.clone()),
+            ("APP_DATABASE_URL".into(), app_db),
+            ("JWT_HS256_SECRET".into(), jwt_secret.clone()),
+            ("AUTH_DEV_LOGIN".into(), "true".into()),
+        ];
+        for (k, v) in app_extra {
+            app_vars.retain(|(existing, _)| existing != k);
+            app_vars.push(((*k).to_owned(), v.clone()));
+        }
+        let app_config = app_service::config::AppConfig::from_env(&Env::from_pairs(app_vars))
+            .expect("app config");
+        let app = app_service::build_state(app_config)
+            .await
+            .expect("app state");
+        let (app_url, app_task) = serve(app_service::router(app.clone())).await;
+
+        Some(Stack {
+            app_url,
+            storage_url,
+            jwt_secret,
+            app,
+            storage,
+            http: http_client(),
+            tasks: vec![storage_task, app_task],
+            _dir: dir,
+        })
+    }
+
+    /// A valid seller token.
+    pub fn token(&self, seller: &str) -> String {
+        hs256_token(&self.jwt_secret, Some(DEV_KID), &claims(seller))
+    }
+
+    pub fn app(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, format!("{}{path}", self.app_url))
+    }
+
+    /// `POST /uploads` for `bytes`, as `seller`.
+    pub async fn ask_upload(
+        &self,
+        token: &str,
+        filename: &str,
+        content_type: &str,
+        bytes: &[u8],
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
+        send(
+            self.app(reqwest::Method::POST, "/uploads")
+                .bearer_auth(token)
+                .json(&json!({
+                    "filename": filename,
+                    "content_type": content_type,
+                    "size": bytes.len(),
+                    "sha256": sha256_hex(bytes),
+                })),
+        )
+        .await
+    }
+
+    /// The whole upload: URL from the app, bytes to storage. Returns the image id.
+    pub async fn upload_image(&self, seller: &str) -> String {
+        let bytes = png(2048);
+        let token = self.token(seller);
+        let ticket = self
+            .ask_upload(&token, "shoe.png", "image/png", &bytes)
+            .await;
+        assert_eq!(ticket.0, 201, "{}", ticket.2);
+        let put = put_upload(&self.http, &ticket.2, bytes).await;
+        assert_eq!(put.0, 201, "{}", put.2);
+        put.2["image_id"].as_str().expect("image_id").to_owned()
+    }
+
+    /// Pending uploads storage has recorded for `seller`.
+    pub async fn pending_uploads(&self, seller: &str) -> i64 {
+        use sqlx::Row;
+        sqlx::query("SELECT COUNT(*) AS n FROM pending_uploads WHERE owner_id = $1")
+            .bind(seller)
+            .fetch_one(self.storage.repo.pool())
+            .await
+            .expect("count")
+            .try_get("n")
+            .expect("n")
+    }
+
+    /// Products the app has for `seller`.
+    pub async fn products(&self, seller: &str) -> i64 {
+        self.app.products.count(seller).await.expect("count")
+    }
+
+    /// Asserts that neither service recorded anything for `seller`.
+    pub async fn assert_nothing_created(&self, seller: &str) {
+        assert_eq!(self.products(seller).await, 0, "a product was created");
+        assert_eq!(
+            self.pending_uploads(seller).await,
+            0,
+            "storage recorded a pending upload"
+        );
+    }
+}
+
+/// `PUT` the bytes to the URL in a `POST /uploads` answer, with its headers.
+pub async fn put_upload(
+    http: &reqwest::Client,
+    ticket: &Value,
+    bytes: Vec<u8>,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let url = ticket["upload_url"].as_str().expect("upload_url");
+    let mut request = http.put(url).body(bytes);
+    for (name, value) in ticket["headers"].as_object().expect("headers") {
+        request = request.header(name.as_str(), value.as_str().expect("header value"));
+    }
+    send(request).await
+}
+
+// ---------------------------------------------------------------- real processes
+
+/// The `vitrine` binary built for these tests.
+pub fn vitrine_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_vitrine"))
+}
+
+/// Makes the child die with this test process, even if the test process is killed.
+pub fn stop_with_parent(command: &mut Command) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+}
+
+/// One service running as a child process; killed when dropped.
+pub struct ServiceProcess {
+    pub name: &'static str,
+    pub url: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl ServiceProcess {
+    /// Starts `vitrine serve <name>` with `env` and waits until `/readyz` answers 200.
+    pub async fn start(
+        name: &'static str,
+        bind_var: &str,
+        env: &[(String, String)],
+        logs: &Path,
+    ) -> ServiceProcess {
+        let port = free_port();
+        let bind = format!("127.0.0.1:{port}");
+        let log = logs.join(format!("{name}.log"));
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let mut command = Command::new(vitrine_bin());
+        stop_with_parent(&mut command);
+        let child = command
+            .args(["serve", name])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env(bind_var, &bind)
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("log"))
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn vitrine");
+        let mut process = ServiceProcess {
+            name,
+            url: format!("http://{bind}"),
+            child,
+            log,
+        };
+        process.wait_ready().await;
+        process
+    }
+
+    async fn wait_ready(&mut self) {
+        let client = http_client();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "{} exited with {status} before it was ready; log:\n{}",
+                    self.name,
+                    self.log_text()
+                );
+            }
+            if let Ok(response) = client.get(format!("{}/readyz", self.url)).send().await {
+                if response.status().is_success() {
+                    return;
+                }
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{} was not ready within 60 s; log:\n{}",
+                    self.name,
+                    self.log_text()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Kills the process (SIGKILL) and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
