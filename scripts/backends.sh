@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # scripts/backends.sh — local test backends for Vitrine (used by .ci/run and by developers).
 #
-#   scripts/backends.sh install [postgres|s3|all]   install what is missing (Garage: cargo install, ~13 min once)
-#   scripts/backends.sh start   [postgres|s3|all]   install if missing, start (or reuse), verify, write env file
-#   scripts/backends.sh stop    [postgres|s3|all]   stop cleanly
-#   scripts/backends.sh status  [postgres|s3|all]   what runs where (exit 1 if something asked for is down)
+#   scripts/backends.sh install [postgres|s3|amqp|all]   install what is missing (Garage: cargo install, ~13 min once)
+#   scripts/backends.sh start   [postgres|s3|amqp|all]   install if missing, start (or reuse), verify, write env file
+#   scripts/backends.sh stop    [postgres|s3|amqp|all]   stop cleanly
+#   scripts/backends.sh status  [postgres|s3|amqp|all]   what runs where (exit 1 if something asked for is down)
 #   scripts/backends.sh env                         print `export VITRINE_TEST_…` lines for running backends
 #   scripts/backends.sh clean                       stop everything and delete the state dir
 #
@@ -19,9 +19,18 @@
 #   VITRINE_S3_PORT          Garage S3 API port                        default: 3900
 #   VITRINE_S3_RPC_PORT      Garage RPC port                           default: 3901
 #   VITRINE_S3_ADMIN_PORT    Garage admin API port                     default: 3903
+#   VITRINE_AMQP_PORT        RabbitMQ AMQP port on 127.0.0.1           default: 55672
+#   VITRINE_AMQP_DIST_PORT   RabbitMQ Erlang distribution port         default: 55673
+#   VITRINE_AMQP_EPMD_PORT   epmd port of the test node                default: 54369
 #   VITRINE_BACKENDS_TIMEOUT seconds to wait for a server to come up   default: 60
 #
-# Adding a backend (e.g. amqp): write install_amqp, start_amqp, stop_amqp, status_amqp
+# RabbitMQ (amqp) comes from Debian's rabbitmq-server package (apt-get, only when missing)
+# and runs as its own node vitrine-test@localhost with its own ports, epmd, cookie and data
+# under $STATE/rabbitmq, so a node the package may have started on :5672 is never touched.
+# $STATE/rabbitmq/ctl.sh is rabbitmqctl for that node (exported as VITRINE_TEST_AMQP_CTL;
+# the task-queue broker-restart test calls `ctl.sh stop_app` / `start_app`).
+#
+# Adding a backend: write install_amqp, start_amqp, stop_amqp, status_amqp
 # (start_X must end by writing its export lines with `write_env X VAR=value …`), and add
 # the name to ALL_BACKENDS. Nothing else needs to change.
 #
@@ -32,7 +41,7 @@
 
 set -euo pipefail
 
-ALL_BACKENDS=(postgres s3)
+ALL_BACKENDS=(postgres s3 amqp)
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 STATE="${VITRINE_BACKENDS_DIR:-$REPO_ROOT/target/backends}"
@@ -43,6 +52,9 @@ PG_PORT="${VITRINE_PG_PORT:-55432}"
 S3_PORT="${VITRINE_S3_PORT:-3900}"
 S3_RPC_PORT="${VITRINE_S3_RPC_PORT:-3901}"
 S3_ADMIN_PORT="${VITRINE_S3_ADMIN_PORT:-3903}"
+AMQP_PORT="${VITRINE_AMQP_PORT:-55672}"
+AMQP_DIST_PORT="${VITRINE_AMQP_DIST_PORT:-55673}"
+AMQP_EPMD_PORT="${VITRINE_AMQP_EPMD_PORT:-54369}"
 
 GARAGE_VERSION="2.5.0"
 GARAGE_ROOT="$VITRINE_TOOLS/garage"
@@ -532,6 +544,161 @@ status_s3() {
         return 1
     fi
     echo "s3:       stopped"
+    return 1
+}
+
+# ----------------------------------------------------------------------------- amqp (RabbitMQ)
+
+# Our own node (name, ports, epmd, data, cookie), so it never meets a node that Debian's
+# package may have started as a service (rabbit@<host> on 5672, epmd on 4369).
+AMQP_DIR="$STATE/rabbitmq"
+AMQP_NODE="vitrine-test@localhost"
+AMQP_LOG="$AMQP_DIR/rabbitmq.log"
+AMQP_PID="$AMQP_DIR/rabbitmq.pid"
+AMQP_CTL="$AMQP_DIR/ctl.sh"
+RABBIT_LIB="/usr/lib/rabbitmq/bin"
+
+install_amqp() {
+    if [[ -x "$RABBIT_LIB/rabbitmq-server" ]]; then
+        return 0
+    fi
+    ((EUID == 0)) || die "RabbitMQ not found; install package rabbitmq-server (apt-get install rabbitmq-server)"
+    local had_5672=0
+    port_in_use 5672 && had_5672=1
+    log "amqp: installing rabbitmq-server from Debian (~20 s)"
+    DEBIAN_FRONTEND=noninteractive apt-get update -q </dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q rabbitmq-server </dev/null
+    # The package may start its own node (service rabbitmq-server, port 5672). We caused
+    # it, so stop it: ours runs separately, and two Erlang VMs on 2 cores slow the tests.
+    if ((!had_5672)) && wait_until 5 port_in_use 5672; then
+        log "amqp: the package started a RabbitMQ service on :5672; stopping it (ours runs on :$AMQP_PORT)"
+        service rabbitmq-server stop </dev/null >/dev/null 2>&1 ||
+            /usr/sbin/rabbitmqctl stop </dev/null >/dev/null 2>&1 || true
+    fi
+}
+
+# amqp_env CMD…: run CMD with our node's environment.
+amqp_env() {
+    env HOME="$AMQP_DIR" \
+        ERL_EPMD_PORT="$AMQP_EPMD_PORT" \
+        ERL_EPMD_ADDRESS=127.0.0.1 \
+        RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}" \
+        RABBITMQ_NODENAME="$AMQP_NODE" \
+        RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
+        RABBITMQ_NODE_PORT="$AMQP_PORT" \
+        RABBITMQ_DIST_PORT="$AMQP_DIST_PORT" \
+        RABBITMQ_CONFIG_FILE="$AMQP_DIR/rabbitmq.conf" \
+        RABBITMQ_ENABLED_PLUGINS_FILE="$AMQP_DIR/enabled_plugins" \
+        RABBITMQ_MNESIA_BASE="$AMQP_DIR/mnesia" \
+        RABBITMQ_LOG_BASE="$AMQP_DIR/log" \
+        RABBITMQ_PID_FILE="$AMQP_DIR/node.pid" \
+        "$@"
+}
+
+amqp_ctl() { amqp_env "$RABBIT_LIB/rabbitmqctl" -n "$AMQP_NODE" "$@" </dev/null; }
+
+amqp_pid_alive() {
+    local pid
+    [[ -f "$AMQP_PID" ]] || return 1
+    pid="$(cat "$AMQP_PID")"
+    [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null
+}
+
+start_amqp() {
+    local t0=$SECONDS p
+    for p in AMQP_PORT AMQP_DIST_PORT AMQP_EPMD_PORT; do check_port_value "${!p}" "VITRINE_$p"; done
+    install_amqp
+    mkdir -p "$AMQP_DIR/log" "$AMQP_DIR/mnesia"
+    chmod 700 "$AMQP_DIR"
+    if port_in_use 5672; then
+        log "amqp: note: another RabbitMQ node listens on :5672 (not ours; left alone)"
+    fi
+
+    if amqp_pid_alive && amqp_ctl -q await_startup --timeout 5 >/dev/null 2>&1; then
+        log "amqp: already running on 127.0.0.1:$AMQP_PORT (pid $(cat "$AMQP_PID"), reusing)"
+    else
+        if amqp_pid_alive; then
+            die "amqp: pid $(cat "$AMQP_PID") from $AMQP_DIR is alive but not answering; run '$0 stop amqp' first (log: $AMQP_LOG)"
+        fi
+        rm -f "$AMQP_PID"
+        require_free_port "$AMQP_PORT" VITRINE_AMQP_PORT "RabbitMQ AMQP"
+        require_free_port "$AMQP_DIST_PORT" VITRINE_AMQP_DIST_PORT "RabbitMQ distribution"
+        cat >"$AMQP_DIR/rabbitmq.conf" <<CONF
+# Written by scripts/backends.sh on every start: single-node throw-away RabbitMQ for tests.
+listeners.tcp.default = 127.0.0.1:$AMQP_PORT
+# guest/guest, loopback only (the default), which is all the tests use.
+loopback_users.guest = true
+disk_free_limit.absolute = 100MB
+log.file.level = warning
+log.console = false
+CONF
+        echo "[]." >"$AMQP_DIR/enabled_plugins"
+        # The wrapper tests use for a broker restart (stop_app / start_app) and status.
+        cat >"$AMQP_CTL" <<CTL
+#!/usr/bin/env bash
+# Written by scripts/backends.sh: rabbitmqctl for the test node, e.g. \`$AMQP_CTL stop_app\`.
+exec env HOME=$(printf '%q' "$AMQP_DIR") ERL_EPMD_PORT=$AMQP_EPMD_PORT $RABBIT_LIB/rabbitmqctl -n $AMQP_NODE "\$@"
+CTL
+        chmod 755 "$AMQP_CTL"
+        log "amqp: starting RabbitMQ node $AMQP_NODE on 127.0.0.1:$AMQP_PORT (dist :$AMQP_DIST_PORT, epmd :$AMQP_EPMD_PORT)"
+        {
+            echo
+            echo "==== $(date -Is) started by scripts/backends.sh ===="
+        } >>"$AMQP_LOG"
+        amqp_env nohup "$RABBIT_LIB/rabbitmq-server" </dev/null >>"$AMQP_LOG" 2>&1 &
+        echo $! >"$AMQP_PID"
+    fi
+
+    local deadline=$((SECONDS + TIMEOUT))
+    until amqp_ctl -q await_startup --timeout 5 >/dev/null 2>&1 && port_in_use "$AMQP_PORT"; do
+        if ! amqp_pid_alive; then
+            show_log "$AMQP_LOG"
+            die "amqp: RabbitMQ exited during startup (log: $AMQP_LOG, node logs: $AMQP_DIR/log)"
+        fi
+        if ((SECONDS >= deadline)); then
+            show_log "$AMQP_LOG"
+            die "amqp: RabbitMQ not ready on 127.0.0.1:$AMQP_PORT after ${TIMEOUT}s (log: $AMQP_LOG)"
+        fi
+        sleep 0.5
+    done
+    write_env amqp \
+        "VITRINE_TEST_AMQP_URL=amqp://guest:guest@127.0.0.1:$AMQP_PORT/%2f" \
+        "VITRINE_TEST_AMQP_CTL=$AMQP_CTL"
+    log "amqp: ready on 127.0.0.1:$AMQP_PORT ($(elapsed_since "$t0"); data $AMQP_DIR, log $AMQP_LOG)"
+}
+
+stop_amqp() {
+    drop_env amqp
+    if ! amqp_pid_alive; then
+        rm -f "$AMQP_PID"
+        log "amqp: not running"
+    else
+        local pid
+        pid="$(cat "$AMQP_PID")"
+        amqp_ctl -q stop >/dev/null 2>&1 || kill -TERM "$pid" 2>/dev/null || true
+        if ! wait_until 30 bash -c "! kill -0 $pid 2>/dev/null"; then
+            log "amqp: pid $pid still alive 30s after 'rabbitmqctl stop'; sending SIGKILL"
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+        rm -f "$AMQP_PID"
+        log "amqp: stopped"
+    fi
+    # Our epmd (own port) outlives the node; stop it too. Never touches the default 4369.
+    if [[ -x "$(command -v epmd)" ]] && port_in_use "$AMQP_EPMD_PORT"; then
+        epmd -port "$AMQP_EPMD_PORT" -kill >/dev/null 2>&1 || true
+    fi
+}
+
+status_amqp() {
+    if amqp_pid_alive && amqp_ctl -q await_startup --timeout 5 >/dev/null 2>&1 && port_in_use "$AMQP_PORT"; then
+        echo "amqp:     running   amqp://guest:guest@127.0.0.1:$AMQP_PORT/%2f (node $AMQP_NODE, pid $(cat "$AMQP_PID"), log $AMQP_LOG)"
+        return 0
+    fi
+    if amqp_pid_alive; then
+        echo "amqp:     pid $(cat "$AMQP_PID") alive but not answering (log: $AMQP_LOG)"
+        return 1
+    fi
+    echo "amqp:     stopped"
     return 1
 }
 

@@ -106,6 +106,11 @@ impl Database {
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout);
         if dialect == Dialect::Sqlite {
+            // A SQLite "connection" is a file handle on a worker thread: it cannot go
+            // stale the way a network connection can, and sqlx's ping before every
+            // acquire is one more round trip to that thread per query (measured in
+            // docs/benchmarks.md, `POST /uploads`).
+            pool_options = pool_options.test_before_acquire(false);
             pool_options = pool_options.after_connect(|conn, _meta| {
                 Box::pin(async move {
                     conn.execute(

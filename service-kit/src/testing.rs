@@ -10,6 +10,9 @@ pub const REQUIRE_BACKENDS: &str = "VITRINE_REQUIRE_BACKENDS";
 /// PostgreSQL server URL whose user may create databases; each test makes its own.
 pub const TEST_POSTGRES_URL: &str = "VITRINE_TEST_POSTGRES_URL";
 
+/// RabbitMQ URL for tests (`amqp://guest:guest@127.0.0.1:55672/%2f`); tests use unique queue names.
+pub const TEST_AMQP_URL: &str = "VITRINE_TEST_AMQP_URL";
+
 /// S3-compatible endpoint for tests (`http://127.0.0.1:3900`), with the variables below.
 pub const TEST_S3_ENDPOINT: &str = "VITRINE_TEST_S3_ENDPOINT";
 pub const TEST_S3_BUCKET: &str = "VITRINE_TEST_S3_BUCKET";
