@@ -11,7 +11,8 @@
 //! - [`health`]: `/healthz`, `/readyz` (readiness checks) and `/metrics`.
 //! - [`http`]: the shared tower/axum layers, per-group timeouts, binding, serving, shutdown.
 //! - [`db`]: SQLite/PostgreSQL pools through `sqlx::AnyPool`, migrations, DB readiness.
-//! - [`media`]: the image types Vitrine accepts.
+//! - [`media`]: the image types Vitrine accepts, and [`media::synthetic`] images for tests
+//!   and benchmarks.
 //! - [`testing`]: helpers for tests that need a real backend (skip or fail).
 
 pub mod auth;

@@ -14,7 +14,9 @@
 //!   structure walker per format, deciding completeness ("truncated?") in O(1)
 //!   memory.
 //! - [`synthetic`] — dependency-free generators of structurally valid images
-//!   (up to any size, streamed) for tests and benchmarks.
+//!   (up to any size, streamed) for tests and benchmarks; re-exported from
+//!   `service_kit::media::synthetic`, where it lives so that other crates
+//!   (fake-providers) can use it.
 //!
 //! # Verdicts and their precedence
 //! `update` fails as early as the bytes allow, so the caller can stop reading:
@@ -45,7 +47,7 @@ mod gif;
 mod isobmff;
 mod jpeg;
 mod png;
-pub mod synthetic;
+pub use service_kit::media::synthetic;
 #[cfg(test)]
 mod tests;
 mod webp;

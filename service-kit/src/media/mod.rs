@@ -1,4 +1,9 @@
 //! The image types Vitrine accepts, in one place for every service.
+//!
+//! - [`synthetic`]: dependency-free generators of structurally valid PNG/JPEG
+//!   files (any size, streamed) for tests, emulators and benchmarks.
+
+pub mod synthetic;
 
 use serde::{Deserialize, Serialize};
 
