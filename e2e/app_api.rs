@@ -481,6 +481,43 @@ async fn upload_rate_limited(db: Db, test: &str) {
     assert_eq!(other.0, 201, "{}", other.2);
 }
 
+/// Concurrent requests are coalesced into batch calls to storage; each still gets its
+/// own URL for its own metadata.
+async fn concurrent_upload_requests(db: Db, test: &str) {
+    let extra = [("UPLOADS_BURST", "1000".to_owned())];
+    let Some(stack) = Stack::start_with(db, test, &extra).await else {
+        return;
+    };
+    let token = stack.token("seller-many");
+    let requests: Vec<_> = (0..60)
+        .map(|i| {
+            let bytes = png(1000 + i);
+            let body = json!({
+                "filename": format!("f{i}.png"), "content_type": "image/png",
+                "size": bytes.len(), "sha256": sha256_hex(&bytes),
+            });
+            send(
+                stack
+                    .app(Method::POST, "/uploads")
+                    .bearer_auth(&token)
+                    .json(&body),
+            )
+        })
+        .collect();
+    let answers = futures_join_all(requests).await;
+    let mut ids = std::collections::BTreeSet::new();
+    for answer in &answers {
+        assert_eq!(answer.0, 201, "{}", answer.2);
+        ids.insert(answer.2["upload_id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(ids.len(), 60);
+    assert_eq!(stack.pending_uploads("seller-many").await, 60);
+    // Each URL takes exactly the bytes its request described.
+    let ticket = &answers[7].2;
+    let put = put_upload(&stack.http, ticket, png(1007)).await;
+    assert_eq!(put.0, 201, "{}", put.2);
+}
+
 async fn storage_unreachable(db: Db, test: &str) {
     // A port nothing listens on.
     let closed = format!("http://127.0.0.1:{}", free_port());
@@ -938,6 +975,7 @@ on_every_db!(
     upload_wrong_content_type_and_bad_json,
     upload_url_issued,
     upload_rate_limited,
+    concurrent_upload_requests,
     storage_unreachable,
     product_bad_fields,
     product_raw_overflow_and_transport,

@@ -6,9 +6,18 @@
 //! 5xx is reported as `storage-unavailable` at once, because the seller's client will
 //! retry on 503 anyway and retrying here would only stack up waiting requests.
 //!
+//! Upload URLs are asked for in batches: concurrent `POST /uploads` requests are
+//! coalesced into one `POST /internal/presign/batch` (one signed call, one database
+//! write in storage for all of them). Nothing waits to fill a batch: a request goes out
+//! at once when a call slot is free, and requests that arrive while all
+//! [`PRESIGN_CALLS_IN_FLIGHT`] slots are busy ride together on the next call. Under
+//! light load every batch has one upload; under heavy load the per-upload cost of the
+//! internal hop falls with the batch size (docs/benchmarks.md).
+//!
 //! The response types below are this service's view of storage's contract
 //! (`docs/openapi/storage-service.json`); they carry only the fields the app uses.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::{Method, StatusCode, Uri};
@@ -19,7 +28,35 @@ use std::collections::BTreeMap;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
 use crate::error::{AppError, AppResult};
+
+/// What one upload's batch result means for the seller.
+fn item_result(item: BatchItem) -> AppResult<UploadTicket> {
+    match item {
+        BatchItem::Upload(ticket) => Ok(ticket),
+        // Storage's own cap is lower than ours: the seller's file is too big.
+        BatchItem::Error(e) if e.code == "size-limit-exceeded" => {
+            Err(AppError::invalid("size-limit-exceeded", e.message))
+        }
+        BatchItem::Error(e) if e.status >= 500 => Err(AppError::StorageUnavailable(format!(
+            "presign: {} {}: {}",
+            e.status, e.code, e.message
+        ))),
+        // We validated the metadata with the same rules storage applies, so any other
+        // refusal means the two services disagree: a deployment fault.
+        BatchItem::Error(e) => Err(AppError::StorageFault(format!(
+            "presign: storage answered {} {}: {}",
+            e.status, e.code, e.message
+        ))),
+    }
+}
+
+/// Most uploads in one batch call (storage accepts up to 100).
+pub const PRESIGN_BATCH_MAX: usize = 64;
+/// Batch calls to storage in flight at once; more requests wait for the next batch.
+pub const PRESIGN_CALLS_IN_FLIGHT: usize = 2;
 
 /// Attempts for a call whose connection could not be made.
 const CONNECT_ATTEMPTS: u32 = 3;
@@ -114,12 +151,45 @@ impl Answer {
     }
 }
 
-/// Signed client for storage's internal API.
+/// Signed client for storage's internal API. Cheap to clone.
+///
+/// Must be created inside a tokio runtime (it starts the presign batcher).
 #[derive(Clone)]
 pub struct StorageClient {
+    signed: Arc<SignedHttp>,
+    presign_queue: mpsc::Sender<PresignJob>,
+}
+
+/// The HTTP client, storage's base URL and the key that signs every call.
+struct SignedHttp {
     http: reqwest::Client,
     base: url::Url,
     keys: KeyRing,
+}
+
+/// One `POST /uploads` waiting for its URL.
+struct PresignJob {
+    metadata_token: String,
+    reply: oneshot::Sender<AppResult<UploadTicket>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum BatchItem {
+    Upload(UploadTicket),
+    Error(BatchItemError),
+}
+
+#[derive(Debug, Deserialize)]
+struct BatchItemError {
+    status: u16,
+    code: String,
+    message: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct BatchResponse {
+    results: Vec<BatchItem>,
 }
 
 impl StorageClient {
@@ -136,34 +206,32 @@ impl StorageClient {
             .tcp_nodelay(true)
             .user_agent(concat!("vitrine-app-service/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(StorageClient { http, base, keys })
+        let signed = Arc::new(SignedHttp { http, base, keys });
+        let (presign_queue, jobs) = mpsc::channel(1024);
+        tokio::runtime::Handle::try_current()
+            .map_err(|_| anyhow::anyhow!("StorageClient::new needs a tokio runtime"))?
+            .spawn(run_presign_batcher(signed.clone(), jobs));
+        Ok(StorageClient {
+            signed,
+            presign_queue,
+        })
     }
 
-    /// Asks storage for a pre-signed upload URL for the signed metadata.
+    /// Asks storage for a pre-signed upload URL for the signed metadata (batched with
+    /// concurrent requests; see the module docs).
     pub async fn presign(&self, metadata_token: &str) -> AppResult<UploadTicket> {
-        const CALL: &str = "presign";
-        let body = serde_json::to_vec(&serde_json::json!({ "metadata_token": metadata_token }))
-            .map_err(|e| AppError::StorageFault(e.to_string()))?;
-        let answer = self
-            .call(CALL, Method::POST, "/internal/presign", Some(body))
-            .await?;
-        if answer.status == StatusCode::CREATED || answer.status == StatusCode::OK {
-            return answer.json(CALL);
-        }
-        if let Some(e) = answer.common_failure(CALL) {
-            return Err(e);
-        }
-        let (code, message) = answer.error_code();
-        if code == "size-limit-exceeded" {
-            // Storage's own cap is lower than ours: the seller's file is too big.
-            return Err(AppError::invalid("size-limit-exceeded", message));
-        }
-        // We validated the metadata with the same rules storage applies, so any other
-        // refusal means the two services disagree: a deployment fault.
-        Err(AppError::StorageFault(format!(
-            "{CALL}: storage answered {} {code}: {message}",
-            answer.status
-        )))
+        let (reply, answer) = oneshot::channel();
+        let job = PresignJob {
+            metadata_token: metadata_token.to_owned(),
+            reply,
+        };
+        self.presign_queue
+            .send(job)
+            .await
+            .map_err(|_| AppError::StorageFault("the presign batcher stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| AppError::StorageFault("the presign batch was dropped".into()))?
     }
 
     /// Storage's record of an image, or `None` if there is no such image.
@@ -197,6 +265,99 @@ impl StorageClient {
             .await?;
         if answer.status == StatusCode::OK {
             return answer.json::<DownloadUrlsResponse>(CALL).map(|r| r.urls);
+        }
+        Err(answer.common_failure(CALL).unwrap_or_else(|| {
+            let (code, message) = answer.error_code();
+            AppError::StorageFault(format!(
+                "{CALL}: storage answered {} {code}: {message}",
+                answer.status
+            ))
+        }))
+    }
+
+    async fn call(
+        &self,
+        call: &'static str,
+        method: Method,
+        path_and_query: &str,
+        body: Option<Vec<u8>>,
+    ) -> AppResult<Answer> {
+        self.signed.call(call, method, path_and_query, body).await
+    }
+}
+
+/// Takes waiting presign jobs and sends them to storage in batches, with at most
+/// [`PRESIGN_CALLS_IN_FLIGHT`] calls at once. Ends when every client is dropped.
+async fn run_presign_batcher(signed: Arc<SignedHttp>, mut jobs: mpsc::Receiver<PresignJob>) {
+    let slots = Arc::new(Semaphore::new(PRESIGN_CALLS_IN_FLIGHT));
+    while let Some(first) = jobs.recv().await {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        // Everything that queued up while the slots were busy goes in this batch.
+        let mut batch = vec![first];
+        while batch.len() < PRESIGN_BATCH_MAX {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let signed = signed.clone();
+        tokio::spawn(async move {
+            signed.presign_batch(batch).await;
+            drop(slot);
+        });
+    }
+}
+
+/// A copy of a failure for every upload of a failed batch call.
+fn same_failure(e: &AppError) -> AppError {
+    match e {
+        AppError::StorageUnavailable(d) => AppError::StorageUnavailable(d.clone()),
+        other => AppError::StorageFault(other.to_string()),
+    }
+}
+
+impl SignedHttp {
+    /// One `POST /internal/presign/batch` for `batch`; every job gets its own answer.
+    async fn presign_batch(&self, batch: Vec<PresignJob>) {
+        const CALL: &str = "presign-batch";
+        metrics::histogram!("app_presign_batch_size").record(batch.len() as f64);
+        let tokens: Vec<&str> = batch.iter().map(|j| j.metadata_token.as_str()).collect();
+        let result = self.presign_call(&tokens).await;
+        match result {
+            Ok(items) if items.len() == batch.len() => {
+                for (job, item) in batch.into_iter().zip(items) {
+                    let _ = job.reply.send(item_result(item));
+                }
+            }
+            Ok(items) => {
+                let e = AppError::StorageFault(format!(
+                    "{CALL}: {} results for {} uploads",
+                    items.len(),
+                    batch.len()
+                ));
+                for job in batch {
+                    let _ = job.reply.send(Err(same_failure(&e)));
+                }
+            }
+            Err(e) => {
+                for job in batch {
+                    let _ = job.reply.send(Err(same_failure(&e)));
+                }
+            }
+        }
+    }
+
+    async fn presign_call(&self, tokens: &[&str]) -> AppResult<Vec<BatchItem>> {
+        const CALL: &str = "presign-batch";
+        let body = serde_json::to_vec(&serde_json::json!({ "metadata_tokens": tokens }))
+            .map_err(|e| AppError::StorageFault(e.to_string()))?;
+        let answer = self
+            .call(CALL, Method::POST, "/internal/presign/batch", Some(body))
+            .await?;
+        if answer.status == StatusCode::OK {
+            return answer.json::<BatchResponse>(CALL).map(|r| r.results);
         }
         Err(answer.common_failure(CALL).unwrap_or_else(|| {
             let (code, message) = answer.error_code();

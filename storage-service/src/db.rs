@@ -137,6 +137,47 @@ impl Repo {
         Ok(())
     }
 
+    /// Records several pending uploads in one statement (one transaction).
+    pub async fn insert_pending_many(&self, uploads: &[&PendingUpload]) -> StorageResult<()> {
+        if uploads.is_empty() {
+            return Ok(());
+        }
+        let mut sql = String::from(
+            "INSERT INTO pending_uploads (id, owner_id, filename, content_type, size, sha256, state, created_at, expires_at) VALUES ",
+        );
+        for i in 0..uploads.len() {
+            let b = i * 8;
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!(
+                "(${}, ${}, ${}, ${}, ${}, ${}, 'pending', ${}, ${})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5,
+                b + 6,
+                b + 7,
+                b + 8
+            ));
+        }
+        let mut query = sqlx::query(&sql);
+        for upload in uploads {
+            query = query
+                .bind(&upload.id)
+                .bind(&upload.owner_id)
+                .bind(&upload.filename)
+                .bind(&upload.content_type)
+                .bind(upload.size)
+                .bind(&upload.sha256)
+                .bind(upload.created_at)
+                .bind(upload.expires_at);
+        }
+        query.execute(&self.pool).await?;
+        Ok(())
+    }
+
     pub async fn pending(&self, id: &str) -> StorageResult<Option<PendingUpload>> {
         let row = sqlx::query(
             "SELECT id, owner_id, filename, content_type, size, sha256, state, created_at, expires_at \

@@ -6,7 +6,7 @@
 //! - [`domain`]: parsed edge types (owner ids, digests, sanitised file names).
 //! - [`error`]: [`error::StorageError`], one stable code per failure.
 //! - [`internal_auth`]: signed service-to-service requests, and who the caller is.
-//! - [`uploads`]: `POST /internal/presign` and `PUT /uploads/{id}`.
+//! - [`uploads`]: `POST /internal/presign` (and its batch form) and `PUT /uploads/{id}`.
 //! - [`ingest`]: `POST /internal/ingest` for import workers.
 //! - [`images`]: image records, download URLs, and the bytes.
 //! - [`write_path`]: the one verified write path both uploads and ingests use.
@@ -58,6 +58,7 @@ pub fn api_router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
     let timeout = state.config.http.request_timeout;
     let json_internal = OpenApiRouter::new()
         .routes(routes!(uploads::presign::presign))
+        .routes(routes!(uploads::presign::presign_batch))
         .routes(routes!(images::record::get_image))
         .routes(routes!(images::download_urls::download_urls))
         .route_layer(middleware::from_fn_with_state(
@@ -90,6 +91,7 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
     let mut api = openapi::ApiDoc::openapi();
     let (_, paths) = OpenApiRouter::<AppState>::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(uploads::presign::presign))
+        .routes(routes!(uploads::presign::presign_batch))
         .routes(routes!(images::record::get_image))
         .routes(routes!(images::download_urls::download_urls))
         .routes(routes!(ingest::ingest))

@@ -627,3 +627,89 @@ async fn readiness_fails_when_the_blob_store_is_gone() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{ready}");
     assert_eq!(ready["status"], "not-ready");
 }
+
+#[tokio::test]
+async fn presign_batch_checks_each_upload_and_records_the_good_ones_at_once() {
+    let app = app("presign_batch_checks_each_upload").await;
+    let good = |n: usize| {
+        app.metadata_token(&json!({
+            "seller_id": format!("seller-{n}"), "filename": "a.png", "content_type": "image/png",
+            "size": 10 + n, "sha256": sha256_hex(b"x"),
+        }))
+    };
+    let svg = app.metadata_token(&json!({
+        "seller_id": "s", "filename": "a", "content_type": "image/svg+xml", "size": 10, "sha256": sha256_hex(b"x"),
+    }));
+    let too_big = app.metadata_token(&json!({
+        "seller_id": "s", "filename": "a", "content_type": "image/png", "size": 1u64 << 40, "sha256": sha256_hex(b"x"),
+    }));
+    let forged = common::ring("app1")
+        .mint_json(
+            shared_signing::Purpose::UPLOAD_METADATA,
+            &json!({"seller_id": "s", "filename": "a", "content_type": "image/png", "size": 10, "sha256": sha256_hex(b"x")}),
+            shared_signing::unix_now(),
+            std::time::Duration::from_secs(60),
+        )
+        .unwrap();
+    let tokens = vec![good(1), svg, good(2), too_big, forged, good(3)];
+    let req = app.signed(
+        &app.app_keys,
+        Method::POST,
+        "/internal/presign/batch",
+        Some(&json!({ "metadata_tokens": tokens })),
+    );
+    let (status, body) = json_of(app.send(req).await).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let results = body["results"].as_array().unwrap();
+    assert_eq!(results.len(), 6);
+    let outcome = |i: usize| {
+        results[i]["error"]["code"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| "ok".to_owned())
+    };
+    assert_eq!(
+        (0..6).map(outcome).collect::<Vec<_>>(),
+        [
+            "ok",
+            "invalid-metadata",
+            "ok",
+            "size-limit-exceeded",
+            "metadata-token-invalid",
+            "ok"
+        ]
+    );
+    assert_eq!(results[3]["error"]["status"], 413);
+    for i in [0, 2, 5] {
+        let upload = &results[i]["upload"];
+        assert_eq!(upload["method"], "PUT");
+        let id = upload["upload_id"].as_str().unwrap();
+        assert!(upload["upload_url"].as_str().unwrap().contains(id));
+        assert_eq!(app.pending_state(id).await, "pending");
+    }
+    assert_eq!(pending_count(&app).await, 3);
+
+    // The batch itself: 1 to 100 tokens, and only from the App Service.
+    for tokens in [vec![], vec![good(9); 101]] {
+        let req = app.signed(
+            &app.app_keys,
+            Method::POST,
+            "/internal/presign/batch",
+            Some(&json!({ "metadata_tokens": tokens })),
+        );
+        assert_error(
+            app.send(req).await,
+            StatusCode::BAD_REQUEST,
+            "invalid-request",
+        )
+        .await;
+    }
+    let req = app.signed(
+        &app.import_keys,
+        Method::POST,
+        "/internal/presign/batch",
+        Some(&json!({ "metadata_tokens": [good(7)] })),
+    );
+    assert_eq!(app.send(req).await.status(), StatusCode::FORBIDDEN);
+    assert_eq!(pending_count(&app).await, 3);
+}

@@ -1,5 +1,6 @@
-//! The pre-signed upload flow: `POST /internal/presign` announces an upload and mints
-//! its URL; `PUT /uploads/{upload_id}?token=…` receives the bytes.
+//! The pre-signed upload flow: `POST /internal/presign` (or `/internal/presign/batch`
+//! for several at once) announces an upload and mints its URL;
+//! `PUT /uploads/{upload_id}?token=…` receives the bytes.
 
 pub mod presign;
 pub mod put;

@@ -111,12 +111,26 @@ pub async fn presign(
 ) -> StorageResult<(StatusCode, Json<PresignResponse>)> {
     caller.require(&[Caller::App])?;
     let now = unix_now();
+    let prepared = prepare(&state, &request.metadata_token, now)?;
+    state.repo.insert_pending(&prepared.pending).await?;
+    Ok((StatusCode::CREATED, Json(finish(&state, prepared, now)?)))
+}
+
+/// An upload checked and ready to record: the row, and the URL token's claims.
+struct Prepared {
+    pending: PendingUpload,
+    claims: UploadUrlClaims,
+    image_type: ImageType,
+}
+
+/// Verifies the signed metadata and builds the pending-upload row.
+fn prepare(state: &AppState, metadata_token: &str, now: i64) -> StorageResult<Prepared> {
     let verified = state
         .config
         .app_keys
         .verify_json::<UploadMetadata>(
             Purpose::UPLOAD_METADATA,
-            &request.metadata_token,
+            metadata_token,
             now,
             &state.metadata_token_policy(),
         )
@@ -128,12 +142,17 @@ pub async fn presign(
         })?;
     let meta = validate(verified.claims, state.config.max_upload_bytes)?;
     let upload_id = new_upload_id().to_string();
-    let ttl = state.config.upload_url_ttl;
-    let expires_at = now + ttl.as_secs() as i64;
-    state
-        .repo
-        .insert_pending(&PendingUpload {
-            id: upload_id.clone(),
+    let expires_at = now + state.config.upload_url_ttl.as_secs() as i64;
+    let claims = UploadUrlClaims {
+        u: upload_id.clone(),
+        o: meta.owner.to_string(),
+        s: meta.size,
+        h: meta.sha256.to_hex(),
+        t: meta.image_type.mime().to_owned(),
+    };
+    Ok(Prepared {
+        pending: PendingUpload {
+            id: upload_id,
             owner_id: meta.owner.to_string(),
             filename: meta.filename.as_str().to_owned(),
             content_type: meta.image_type.mime().to_owned(),
@@ -142,36 +161,126 @@ pub async fn presign(
             state: "pending".into(),
             created_at: now,
             expires_at,
-        })
-        .await?;
-    let claims = UploadUrlClaims {
-        u: upload_id.clone(),
-        o: meta.owner.to_string(),
-        s: meta.size,
-        h: meta.sha256.to_hex(),
-        t: meta.image_type.mime().to_owned(),
-    };
+        },
+        claims,
+        image_type: meta.image_type,
+    })
+}
+
+/// Mints the URL of a recorded pending upload.
+fn finish(state: &AppState, prepared: Prepared, now: i64) -> StorageResult<PresignResponse> {
+    let ttl = state.config.upload_url_ttl;
     let token = state
         .config
         .url_keys
-        .mint_json(Purpose::UPLOAD_URL, &claims, now, ttl)
+        .mint_json(Purpose::UPLOAD_URL, &prepared.claims, now, ttl)
         .map_err(|e| StorageError::Internal(format!("minting upload token: {e}")))?;
+    let upload_id = prepared.pending.id;
     let upload_url = format!(
         "{}/uploads/{upload_id}?token={token}",
         state.config.public_url
     );
-    tracing::info!(%upload_id, owner = %meta.owner, size = meta.size, content_type = %meta.image_type, "upload URL issued");
-    Ok((
-        StatusCode::CREATED,
-        Json(PresignResponse {
-            upload_id,
-            upload_url,
-            method: "PUT".into(),
-            headers: BTreeMap::from([(
-                "Content-Type".to_owned(),
-                meta.image_type.mime().to_owned(),
-            )]),
-            expires_at: DateTime::from_timestamp(expires_at, 0).unwrap_or_else(Utc::now),
-        }),
-    ))
+    // The App Service logs this event at info with the seller; at info here it would be
+    // the same line twice per upload.
+    tracing::debug!(%upload_id, owner = %prepared.pending.owner_id, size = prepared.pending.size, content_type = %prepared.image_type, "upload URL issued");
+    Ok(PresignResponse {
+        upload_id,
+        upload_url,
+        method: "PUT".into(),
+        headers: BTreeMap::from([(
+            "Content-Type".to_owned(),
+            prepared.image_type.mime().to_owned(),
+        )]),
+        expires_at: DateTime::from_timestamp(prepared.pending.expires_at, 0)
+            .unwrap_or_else(Utc::now),
+    })
+}
+
+/// Most uploads in one `POST /internal/presign/batch`.
+pub const MAX_PRESIGN_BATCH: usize = 100;
+
+/// Body of `POST /internal/presign/batch`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PresignBatchRequest {
+    /// 1–100 signed upload descriptions (each as in `POST /internal/presign`).
+    pub metadata_tokens: Vec<String>,
+}
+
+/// One answer of a batch, in request order: the upload URL, or why that one was refused.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PresignBatchItem {
+    Upload(PresignResponse),
+    Error(BatchItemError),
+}
+
+/// The error `POST /internal/presign` would have answered for this upload.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct BatchItemError {
+    pub status: u16,
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PresignBatchResponse {
+    pub results: Vec<PresignBatchItem>,
+}
+
+/// Announces several uploads in one call and one database write.
+///
+/// The App Service coalesces concurrent upload requests into one call (one request
+/// signature, one transaction for all pending rows). Each upload is checked exactly as
+/// by `POST /internal/presign`; one bad upload does not fail the others.
+#[utoipa::path(
+    post,
+    path = "/internal/presign/batch",
+    tag = "internal",
+    request_body = PresignBatchRequest,
+    security(("service_signature" = [])),
+    responses(
+        (status = 200, description = "One result per token, in order", body = PresignBatchResponse),
+        (status = 401, description = "Bad request signature", body = service_kit::ErrorEnvelope),
+        (status = 403, description = "Caller is not the App Service", body = service_kit::ErrorEnvelope),
+        (status = 400, description = "No tokens, or more than 100 (`invalid-request`)", body = service_kit::ErrorEnvelope),
+    )
+)]
+pub async fn presign_batch(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    AppJson(request): AppJson<PresignBatchRequest>,
+) -> StorageResult<Json<PresignBatchResponse>> {
+    caller.require(&[Caller::App])?;
+    let count = request.metadata_tokens.len();
+    if count == 0 || count > MAX_PRESIGN_BATCH {
+        return Err(StorageError::InvalidRequest(format!(
+            "send 1 to {MAX_PRESIGN_BATCH} metadata tokens (got {count})"
+        )));
+    }
+    let now = unix_now();
+    let prepared: Vec<StorageResult<Prepared>> = request
+        .metadata_tokens
+        .iter()
+        .map(|token| prepare(&state, token, now))
+        .collect();
+    let rows: Vec<&PendingUpload> = prepared
+        .iter()
+        .filter_map(|p| p.as_ref().ok().map(|p| &p.pending))
+        .collect();
+    state.repo.insert_pending_many(&rows).await?;
+    let results = prepared
+        .into_iter()
+        .map(|p| match p.and_then(|p| finish(&state, p, now)) {
+            Ok(upload) => PresignBatchItem::Upload(upload),
+            Err(e) => {
+                let api = service_kit::ApiError::from(e);
+                PresignBatchItem::Error(BatchItemError {
+                    status: api.status.as_u16(),
+                    code: api.code.to_owned(),
+                    message: api.message,
+                })
+            }
+        })
+        .collect();
+    Ok(Json(PresignBatchResponse { results }))
 }
