@@ -129,6 +129,17 @@ impl Answer {
             .map_err(|e| AppError::StorageFault(format!("{call}: unexpected response body: {e}")))
     }
 
+    /// Any answer a call did not expect: [`Self::common_failure`], or else a fault.
+    fn failure(&self, call: &str) -> AppError {
+        self.common_failure(call).unwrap_or_else(|| {
+            let (code, message) = self.error_code();
+            AppError::StorageFault(format!(
+                "{call}: storage answered {} {code}: {message}",
+                self.status
+            ))
+        })
+    }
+
     /// Maps the answers every call treats alike: 5xx → unavailable, 401/403 → fault.
     fn common_failure(&self, call: &str) -> Option<AppError> {
         let (code, message) = self.error_code();
@@ -242,13 +253,7 @@ impl StorageClient {
         match answer.status {
             StatusCode::OK => answer.json(CALL).map(Some),
             StatusCode::NOT_FOUND => Ok(None),
-            _ => Err(answer.common_failure(CALL).unwrap_or_else(|| {
-                let (code, message) = answer.error_code();
-                AppError::StorageFault(format!(
-                    "{CALL}: storage answered {} {code}: {message}",
-                    answer.status
-                ))
-            })),
+            _ => Err(answer.failure(CALL)),
         }
     }
 
@@ -266,13 +271,7 @@ impl StorageClient {
         if answer.status == StatusCode::OK {
             return answer.json::<DownloadUrlsResponse>(CALL).map(|r| r.urls);
         }
-        Err(answer.common_failure(CALL).unwrap_or_else(|| {
-            let (code, message) = answer.error_code();
-            AppError::StorageFault(format!(
-                "{CALL}: storage answered {} {code}: {message}",
-                answer.status
-            ))
-        }))
+        Err(answer.failure(CALL))
     }
 
     async fn call(
@@ -359,13 +358,7 @@ impl SignedHttp {
         if answer.status == StatusCode::OK {
             return answer.json::<BatchResponse>(CALL).map(|r| r.results);
         }
-        Err(answer.common_failure(CALL).unwrap_or_else(|| {
-            let (code, message) = answer.error_code();
-            AppError::StorageFault(format!(
-                "{CALL}: storage answered {} {code}: {message}",
-                answer.status
-            ))
-        }))
+        Err(answer.failure(CALL))
     }
 
     /// Sends one signed request, retrying only when no connection could be made.
