@@ -169,6 +169,8 @@ fn print_banner(specs: &[ServiceSpec], data_dir: &Path) {
             spec.name
         );
     }
+    println!("  Seller token: `cargo run --release -- token --seller <id>`, or POST /auth/token on the app.");
+    println!("  Try the upload flow: bash scripts/upload-flow.sh");
     println!("  Press Ctrl-C to stop.");
     println!();
 }
