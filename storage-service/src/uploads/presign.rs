@@ -273,6 +273,10 @@ pub async fn presign_batch(
         .map(|p| match p.and_then(|p| finish(&state, p, now)) {
             Ok(upload) => PresignBatchItem::Upload(upload),
             Err(e) => {
+                if e.status().is_server_error() {
+                    // Not sent to the caller in detail; logged once here.
+                    tracing::error!(error = %e, "presign batch item failed");
+                }
                 let api = service_kit::ApiError::from(e);
                 PresignBatchItem::Error(BatchItemError {
                     status: api.status.as_u16(),
