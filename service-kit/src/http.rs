@@ -100,7 +100,7 @@ pub fn standard_layers(router: Router, service: &'static str, settings: &HttpSet
         .layer(SetSensitiveRequestHeadersLayer::new([
             http::header::AUTHORIZATION,
             http::header::COOKIE,
-            http::HeaderName::from_static("x-vitrine-signature"),
+            shared_signing::request::HEADER_SIGNATURE,
         ]))
 }
 
