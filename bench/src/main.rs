@@ -34,6 +34,7 @@ use crate::report::{mbps, Machine, Report, Run, SizeResult};
 use crate::rss::{RssPeak, RssSampler};
 use crate::service::Service;
 use crate::upload::PutTiming;
+use vitrine_bench::{command_line, write_output};
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().collect();
@@ -315,37 +316,4 @@ fn remove_files_under(dir: &Path) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn write_output(path: &Path, markdown: &str, append: bool) -> Result<()> {
-    use std::io::Write;
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)?;
-    }
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .append(append)
-        .truncate(!append)
-        .open(path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    file.write_all(markdown.as_bytes())?;
-    Ok(())
-}
-
-/// The command as typed, quoted where a shell would need it.
-fn command_line(argv: &[String]) -> String {
-    argv.iter()
-        .map(|a| {
-            if !a.is_empty()
-                && a.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_./,=:".contains(c))
-            {
-                a.clone()
-            } else {
-                format!("'{}'", a.replace('\'', r"'\''"))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
 }

@@ -300,18 +300,7 @@ pub fn mbps(bytes: u64, secs: f64) -> f64 {
     bytes as f64 / secs / 1e6
 }
 
-pub fn median(mut values: Vec<f64>) -> f64 {
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    values.sort_by(f64::total_cmp);
-    let mid = values.len() / 2;
-    if values.len() % 2 == 1 {
-        values[mid]
-    } else {
-        (values[mid - 1] + values[mid]) / 2.0
-    }
-}
+pub use vitrine_bench::{load_average, median};
 
 /// What the figures were measured on.
 pub struct Machine {
@@ -326,51 +315,22 @@ pub struct Machine {
 
 impl Machine {
     pub fn describe(work_dir: &Path) -> Machine {
-        let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
-        let cpuinfo = read("/proc/cpuinfo");
-        let field = |text: &str, name: &str| {
-            text.lines()
-                .find(|l| l.starts_with(name))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_owned())
-        };
-        let cpu = field(&cpuinfo, "model name").unwrap_or_else(|| "unknown".into());
-        let sha_ni = cpuinfo
-            .lines()
-            .find(|l| l.starts_with("flags"))
-            .is_some_and(|l| l.split_whitespace().any(|f| f == "sha_ni"));
-        let cpu = if sha_ni {
-            format!("{cpu}, with SHA extensions (sha_ni)")
+        let host = vitrine_bench::Host::describe();
+        let cpu = if host.sha_ni {
+            format!("{}, with SHA extensions (sha_ni)", host.cpu)
         } else {
-            format!("{cpu}, without SHA extensions")
+            format!("{}, without SHA extensions", host.cpu)
         };
-        let memory = field(&read("/proc/meminfo"), "MemTotal")
-            .and_then(|v| v.trim_end_matches("kB").trim().parse::<u64>().ok())
-            .map(|kib| format!("{:.1} GiB", kib as f64 / (1u64 << 20) as f64))
-            .unwrap_or_else(|| "unknown".into());
-        let os = read("/etc/os-release")
-            .lines()
-            .find_map(|l| l.strip_prefix("PRETTY_NAME="))
-            .map(|v| v.trim_matches('"').to_owned())
-            .unwrap_or_else(|| "unknown".into());
         Machine {
             cpu,
-            cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
-            memory,
-            os,
-            kernel: read("/proc/sys/kernel/osrelease").trim().to_owned(),
+            cores: host.cores,
+            memory: host.memory,
+            os: host.os,
+            kernel: host.kernel,
             filesystem: df_type(work_dir),
             load_before: load_average(),
         }
     }
-}
-
-/// `/proc/loadavg`'s first three fields.
-pub fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|| "unknown".into())
 }
 
 /// Device, type and mount point of `dir` from `df -T`.

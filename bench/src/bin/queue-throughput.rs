@@ -295,40 +295,17 @@ async fn run_queue(o: &Options, backend: &str, run: usize) -> Result<RunResult> 
     })
 }
 
+/// CPU, cores and kernel, one line.
 fn machine() -> String {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let cpu = cpuinfo
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("model name")
-                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
-        })
-        .unwrap_or_else(|| "unknown".into());
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    format!("{cpu}, {cores} logical cores, kernel {}", kernel.trim())
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
+    let host = vitrine_bench::Host::describe();
+    format!(
+        "{}, {} logical cores, kernel {}",
+        host.cpu, host.cores, host.kernel
+    )
 }
 
 async fn run(o: Options) -> Result<String> {
-    let load_before = loadavg();
+    let load_before = vitrine_bench::load_average();
     let date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC");
     let mut results: Vec<RunResult> = Vec::new();
     for run in 1..=o.runs {
@@ -358,11 +335,11 @@ async fn run(o: Options) -> Result<String> {
     for backend in &o.backends {
         let mine: Vec<&RunResult> = results.iter().filter(|r| &r.backend == backend).collect();
         let rates: Vec<f64> = mine.iter().map(|r| r.rate(o.tasks)).collect();
-        let med = median(rates.clone());
+        let med = vitrine_bench::median(rates.clone());
         let min = rates.iter().copied().fold(f64::MAX, f64::min);
         let max = rates.iter().copied().fold(0.0, f64::max);
-        let total = median(mine.iter().map(|r| r.total.as_secs_f64()).collect());
-        let enq = median(mine.iter().map(|r| r.enqueue.as_secs_f64()).collect());
+        let total = vitrine_bench::median(mine.iter().map(|r| r.total.as_secs_f64()).collect());
+        let enq = vitrine_bench::median(mine.iter().map(|r| r.enqueue.as_secs_f64()).collect());
         let target = if backend == "channel" {
             "(reference)".to_owned()
         } else if med >= 2000.0 {
@@ -377,7 +354,7 @@ async fn run(o: Options) -> Result<String> {
     md.push_str(&format!(
         "\nMachine: {}. Load average (1, 5, 15 min) before: {load_before}; after: {}.\n\nEvery run: {}\n",
         machine(),
-        loadavg(),
+        vitrine_bench::load_average(),
         results
             .iter()
             .map(|r| format!("{} {:.0}/s", r.backend, r.rate(o.tasks)))

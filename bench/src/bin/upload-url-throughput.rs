@@ -35,6 +35,7 @@ use service_kit::Env;
 use sha2::{Digest, Sha256};
 use shared_signing::{KeyId, KeyRing};
 use tokio::task::JoinHandle;
+use vitrine_bench::{command_line, load_average, median, write_output, Host};
 
 /// Target from issue 3: `POST /uploads` at ≥ 35 % of the trivial handler's requests/s.
 const TARGET_PERCENT: f64 = 35.0;
@@ -317,7 +318,7 @@ fn measure(options: &Options, work: &Path, command: &str, wrk_version: String) -
     Ok(Report {
         date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
         command: command.to_owned(),
-        machine: Machine::describe(),
+        machine: Host::describe(),
         load_before,
         load_after: load_average(),
         wrk_version,
@@ -897,7 +898,7 @@ impl Measured {
 struct Report {
     date: String,
     command: String,
-    machine: Machine,
+    machine: Host,
     load_before: String,
     load_after: String,
     wrk_version: String,
@@ -1169,93 +1170,4 @@ fn thousands(value: f64) -> String {
         out.push(c);
     }
     out
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    values.sort_by(f64::total_cmp);
-    let mid = values.len() / 2;
-    if values.len() % 2 == 1 {
-        values[mid]
-    } else {
-        (values[mid - 1] + values[mid]) / 2.0
-    }
-}
-
-/// What the figures were measured on.
-struct Machine {
-    cpu: String,
-    cores: usize,
-    memory: String,
-    os: String,
-    kernel: String,
-}
-
-impl Machine {
-    fn describe() -> Machine {
-        let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
-        let field = |text: &str, name: &str| {
-            text.lines()
-                .find(|l| l.starts_with(name))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_owned())
-        };
-        Machine {
-            cpu: field(&read("/proc/cpuinfo"), "model name").unwrap_or_else(|| "unknown".into()),
-            cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
-            memory: field(&read("/proc/meminfo"), "MemTotal")
-                .and_then(|v| v.trim_end_matches("kB").trim().parse::<u64>().ok())
-                .map(|kib| format!("{:.1} GiB", kib as f64 / (1u64 << 20) as f64))
-                .unwrap_or_else(|| "unknown".into()),
-            os: read("/etc/os-release")
-                .lines()
-                .find_map(|l| l.strip_prefix("PRETTY_NAME="))
-                .map(|v| v.trim_matches('"').to_owned())
-                .unwrap_or_else(|| "unknown".into()),
-            kernel: read("/proc/sys/kernel/osrelease").trim().to_owned(),
-        }
-    }
-}
-
-/// `/proc/loadavg`'s first three fields.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|| "unknown".into())
-}
-
-fn write_output(path: &Path, markdown: &str, append: bool) -> Result<()> {
-    use std::io::Write;
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)?;
-    }
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .append(append)
-        .truncate(!append)
-        .open(path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    file.write_all(markdown.as_bytes())?;
-    Ok(())
-}
-
-/// The command as typed, quoted where a shell would need it.
-fn command_line(argv: &[String]) -> String {
-    argv.iter()
-        .map(|a| {
-            if !a.is_empty()
-                && a.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_./,=:".contains(c))
-            {
-                a.clone()
-            } else {
-                format!("'{}'", a.replace('\'', r"'\''"))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
 }
