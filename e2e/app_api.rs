@@ -504,7 +504,7 @@ async fn concurrent_upload_requests(db: Db, test: &str) {
             )
         })
         .collect();
-    let answers = futures_join_all(requests).await;
+    let answers = futures::future::join_all(requests).await;
     let mut ids = std::collections::BTreeSet::new();
     for answer in &answers {
         assert_eq!(answer.0, 201, "{}", answer.2);
@@ -879,7 +879,7 @@ async fn idempotency_key(db: Db, test: &str) {
     let racers: Vec<_> = (0..8)
         .map(|_| send(create(product_body(&image_id), "key-race")))
         .collect();
-    let answers = futures_join_all(racers).await;
+    let answers = futures::future::join_all(racers).await;
     let ids: std::collections::BTreeSet<String> = answers
         .iter()
         .map(|a| {
@@ -889,20 +889,6 @@ async fn idempotency_key(db: Db, test: &str) {
         .collect();
     assert_eq!(ids.len(), 1, "one product for one key");
     assert_eq!(stack.products(seller).await, 2);
-}
-
-/// `join_all` without another dependency.
-async fn futures_join_all<F>(futures: Vec<F>) -> Vec<F::Output>
-where
-    F: std::future::Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
-    let mut out = Vec::new();
-    for h in handles {
-        out.push(h.await.expect("task"));
-    }
-    out
 }
 
 async fn dev_login(db: Db, test: &str) {
