@@ -286,6 +286,18 @@ EOF
         show_log "$PG_LOG"
         die "postgres: test query failed: $got"
     fi
+    # Each PostgreSQL test makes its own database (~8 MB each); drop those left by earlier
+    # runs so that a developer's disk does not fill up run after run.
+    local leftovers
+    leftovers="$("$PG_BIN/psql" -X -q -At -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres \
+        -c "select datname from pg_database where datname like 'vitrine\_test\_%'" </dev/null)" || true
+    if [[ -n "$leftovers" ]]; then
+        log "postgres: dropping $(wc -l <<<"$leftovers") test databases left by earlier runs"
+        while read -r db; do
+            "$PG_BIN/psql" -X -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres \
+                -c "drop database if exists \"$db\" with (force)" </dev/null >/dev/null || true
+        done <<<"$leftovers"
+    fi
     write_env postgres "VITRINE_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:$PG_PORT/postgres"
     log "postgres: ready on 127.0.0.1:$PG_PORT ($(elapsed_since "$t0"); data $PG_DATA, log $PG_LOG)"
 }
