@@ -43,6 +43,9 @@ fn bind_of(var: &str, default: &str) -> String {
 
 const STORAGE_BIND: (&str, &str) = ("STORAGE_BIND", "127.0.0.1:8082");
 const APP_BIND: (&str, &str) = ("APP_BIND", "127.0.0.1:8081");
+const IMPORT_BIND: (&str, &str) = ("IMPORT_BIND", "127.0.0.1:8083");
+/// The worker serves only `/healthz`, `/readyz` and `/metrics`.
+const IMPORT_WORKER_BIND: (&str, &str) = ("IMPORT_WORKER_METRICS_BIND", "127.0.0.1:8084");
 
 fn services(data_dir: &Path) -> Vec<ServiceSpec> {
     let data = data_dir.display();
@@ -72,9 +75,30 @@ fn services(data_dir: &Path) -> Vec<ServiceSpec> {
             keys: &["APP_STORAGE_KEYS", crate::local_keys::JWT_SECRET_VAR],
             defaults: vec![
                 ("APP_DATABASE_URL", format!("sqlite://{data}/app.db")),
-                ("STORAGE_URL", storage_url),
+                ("STORAGE_URL", storage_url.clone()),
                 // The embedded stack is for development: dev login on.
                 ("AUTH_DEV_LOGIN", "true".to_owned()),
+            ],
+        },
+        ServiceSpec {
+            name: "import-api",
+            bind_var: IMPORT_BIND.0,
+            default_bind: IMPORT_BIND.1,
+            keys: &["IMPORT_STORAGE_KEYS", crate::local_keys::JWT_SECRET_VAR],
+            defaults: vec![
+                ("IMPORT_DATABASE_URL", format!("sqlite://{data}/import.db")),
+                ("STORAGE_URL", storage_url.clone()),
+            ],
+        },
+        ServiceSpec {
+            name: "import-worker",
+            bind_var: IMPORT_WORKER_BIND.0,
+            default_bind: IMPORT_WORKER_BIND.1,
+            // The worker verifies no seller tokens: it gets no JWT secret.
+            keys: &["IMPORT_STORAGE_KEYS"],
+            defaults: vec![
+                ("IMPORT_DATABASE_URL", format!("sqlite://{data}/import.db")),
+                ("STORAGE_URL", storage_url),
             ],
         },
     ]
@@ -143,9 +167,8 @@ async fn run() -> anyhow::Result<ExitCode> {
             env,
             stopping.clone(),
         )));
-    }
-
-    for spec in &specs {
+        // One at a time: a service's dependencies are listed before it, and the import
+        // API migrates the import database before the worker opens it.
         wait_ready(spec.name, &spec.bind(), Duration::from_secs(60)).await;
     }
     print_banner(&specs, &data_dir);
@@ -164,13 +187,18 @@ fn print_banner(specs: &[ServiceSpec], data_dir: &Path) {
     println!("  Vitrine is running (data in {}):", data_dir.display());
     for spec in specs {
         let bind = spec.bind();
-        println!(
-            "    {:<10} http://{bind}   Swagger UI: http://{bind}/docs",
-            spec.name
-        );
+        if spec.name == "import-worker" {
+            println!("    {:<13} http://{bind}/metrics", spec.name);
+        } else {
+            println!(
+                "    {:<13} http://{bind}   Swagger UI: http://{bind}/docs",
+                spec.name
+            );
+        }
     }
     println!("  Seller token: `cargo run --release -- token --seller <id>`, or POST /auth/token on the app.");
     println!("  Try the upload flow: bash scripts/upload-flow.sh");
+    println!("  Try an import: bash scripts/import-flow.sh <public Drive or Dropbox folder URL> (README: \"Try the import flow\")");
     println!("  Press Ctrl-C to stop.");
     println!();
 }

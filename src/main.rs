@@ -18,7 +18,8 @@ vitrine — run the Vitrine stack locally
 
 USAGE:
     vitrine [up]                 start every service on loopback with embedded defaults
-    vitrine serve <service>      run one service in this process (storage, app)
+    vitrine serve <service>      run one service in this process (storage, app,
+                                 import-api, import-worker)
     vitrine token --seller ID    print a seller token (JWT) for the local stack's dev issuer
     vitrine help                 this text
 
@@ -67,8 +68,25 @@ fn serve(service: &str) -> ExitCode {
                 Err(e) => Err(e.into()),
             }
         }
+        "import-api" => {
+            service_kit::telemetry::init_tracing(import_service::API_SERVICE_NAME);
+            match import_service::config::ImportConfig::from_env(&env) {
+                Ok(config) => runtime.block_on(import_service::run_api(config)),
+                Err(e) => Err(e.into()),
+            }
+        }
+        "import-worker" => {
+            service_kit::telemetry::init_tracing(import_service::WORKER_SERVICE_NAME);
+            match import_service::config::ImportConfig::from_env(&env) {
+                Ok(config) => runtime.block_on(import_service::run_worker(
+                    config,
+                    service_kit::http::shutdown_signal(),
+                )),
+                Err(e) => Err(e.into()),
+            }
+        }
         other => {
-            eprintln!("unknown service `{other}`; known: storage, app");
+            eprintln!("unknown service `{other}`; known: storage, app, import-api, import-worker");
             return ExitCode::from(2);
         }
     };

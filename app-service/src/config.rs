@@ -72,16 +72,7 @@ fn non_zero(env: &Env, var: &str, default: u32) -> Result<NonZeroU32, ConfigErro
 impl AppConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let http = HttpSettings::from_env(env, vars::BIND, "127.0.0.1:8081")?;
-        let storage_raw = env.string_or(vars::STORAGE_URL, "http://127.0.0.1:8082");
-        let storage_url = url::Url::parse(storage_raw.trim_end_matches('/'))
-            .ok()
-            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
-            .ok_or_else(|| {
-                ConfigError::new(
-                    vars::STORAGE_URL,
-                    format!("`{storage_raw}` is not an http(s) URL like http://127.0.0.1:8082"),
-                )
-            })?;
+        let storage_url = env.http_url_or(vars::STORAGE_URL, "http://127.0.0.1:8082")?;
         let storage_keys = KeyRing::parse(&env.required(vars::APP_STORAGE_KEYS, KEY_HINT)?)
             .map_err(|e| ConfigError::new(vars::APP_STORAGE_KEYS, e.to_string()))?;
         let max_upload_bytes = env.bytes_or(vars::MAX_UPLOAD_BYTES, 50 << 20)?;

@@ -1,7 +1,7 @@
 //! The App Service's OpenAPI document (paths come from the handlers' annotations).
 
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use service_kit::auth::BearerSecurity;
+use utoipa::OpenApi;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,24 +19,6 @@ use utoipa::{Modify, OpenApi};
         (name = "uploads", description = "Pre-signed upload URLs"),
         (name = "products", description = "Products of the signed-in seller"),
     ),
-    modifiers(&BearerAuth)
+    modifiers(&BearerSecurity)
 )]
 pub struct ApiDoc;
-
-struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                Http::builder()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .description(Some("Seller token (JWT, `sub` = seller id)"))
-                    .build(),
-            ),
-        );
-    }
-}

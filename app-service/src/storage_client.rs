@@ -1,10 +1,11 @@
 //! The Storage Service's internal API, as the App Service calls it.
 //!
-//! Every call is a signed request (`shared-signing`, the app↔storage key ring) with a
-//! connect timeout and a whole-call timeout. Only connection failures are retried (the
-//! request never reached storage, so a retry cannot do anything twice); a timeout or a
-//! 5xx is reported as `storage-unavailable` at once, because the seller's client will
-//! retry on 503 anyway and retrying here would only stack up waiting requests.
+//! Every call is a signed request (`shared-signing`, the app↔storage key ring, sent by
+//! [`service_kit::internal_client::SignedClient`]) with a connect timeout and a
+//! whole-call timeout. Only connection failures are retried (the request never reached
+//! storage, so a retry cannot do anything twice); a timeout or a 5xx is reported as
+//! `storage-unavailable` at once, because the seller's client will retry on 503 anyway
+//! and retrying here would only stack up waiting requests.
 //!
 //! Upload URLs are asked for in batches: concurrent `POST /uploads` requests are
 //! coalesced into one `POST /internal/presign/batch` (one signed call, one database
@@ -20,10 +21,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::http::{Method, StatusCode, Uri};
+use axum::http::{Method, StatusCode};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use shared_signing::{sign_request, unix_now, BodyDigest, KeyRing};
+use service_kit::internal_client::{Answer, CallError, SignedClient};
+use shared_signing::KeyRing;
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -57,11 +59,6 @@ fn item_result(item: BatchItem) -> AppResult<UploadTicket> {
 pub const PRESIGN_BATCH_MAX: usize = 64;
 /// Batch calls to storage in flight at once; more requests wait for the next batch.
 pub const PRESIGN_CALLS_IN_FLIGHT: usize = 2;
-
-/// Attempts for a call whose connection could not be made.
-const CONNECT_ATTEMPTS: u32 = 3;
-/// Pause before the second attempt; doubled for each later one.
-const FIRST_RETRY_DELAY: Duration = Duration::from_millis(100);
 
 /// `POST /internal/presign` answer; returned to the seller unchanged.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -98,38 +95,22 @@ struct DownloadUrlsResponse {
     urls: Vec<DownloadUrl>,
 }
 
-#[derive(Debug, Deserialize)]
-struct ErrorEnvelope {
-    error: ErrorBody,
+/// What storage's answers mean for the app.
+trait StorageAnswer {
+    /// The body as `T`, or a fault.
+    fn parse<T: serde::de::DeserializeOwned>(&self, call: &str) -> AppResult<T>;
+    /// Any answer a call did not expect: [`Self::common_failure`], or else a fault.
+    fn failure(&self, call: &str) -> AppError;
+    /// Maps the answers every call treats alike: 5xx → unavailable, 401/403 → fault.
+    fn common_failure(&self, call: &str) -> Option<AppError>;
 }
 
-#[derive(Debug, Deserialize)]
-struct ErrorBody {
-    code: String,
-    #[serde(default)]
-    message: String,
-}
-
-/// One answer from storage: status, its error code if it sent one, and the body.
-struct Answer {
-    status: StatusCode,
-    body: bytes::Bytes,
-}
-
-impl Answer {
-    fn error_code(&self) -> (String, String) {
-        match serde_json::from_slice::<ErrorEnvelope>(&self.body) {
-            Ok(env) => (env.error.code, env.error.message),
-            Err(_) => ("(no error envelope)".to_owned(), String::new()),
-        }
-    }
-
-    fn json<T: serde::de::DeserializeOwned>(&self, call: &str) -> AppResult<T> {
-        serde_json::from_slice(&self.body)
+impl StorageAnswer for Answer {
+    fn parse<T: serde::de::DeserializeOwned>(&self, call: &str) -> AppResult<T> {
+        self.json()
             .map_err(|e| AppError::StorageFault(format!("{call}: unexpected response body: {e}")))
     }
 
-    /// Any answer a call did not expect: [`Self::common_failure`], or else a fault.
     fn failure(&self, call: &str) -> AppError {
         self.common_failure(call).unwrap_or_else(|| {
             let (code, message) = self.error_code();
@@ -140,7 +121,6 @@ impl Answer {
         })
     }
 
-    /// Maps the answers every call treats alike: 5xx → unavailable, 401/403 → fault.
     fn common_failure(&self, call: &str) -> Option<AppError> {
         let (code, message) = self.error_code();
         if self.status.is_server_error() {
@@ -167,15 +147,14 @@ impl Answer {
 /// Must be created inside a tokio runtime (it starts the presign batcher).
 #[derive(Clone)]
 pub struct StorageClient {
-    signed: Arc<SignedHttp>,
+    signed: SignedHttp,
     presign_queue: mpsc::Sender<PresignJob>,
 }
 
-/// The HTTP client, storage's base URL and the key that signs every call.
+/// The signed client for storage, plus how the app reads a failed call and times it.
+#[derive(Clone)]
 struct SignedHttp {
-    http: reqwest::Client,
-    base: url::Url,
-    keys: KeyRing,
+    client: SignedClient,
 }
 
 /// One `POST /uploads` waiting for its URL.
@@ -217,7 +196,9 @@ impl StorageClient {
             .tcp_nodelay(true)
             .user_agent(concat!("vitrine-app-service/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        let signed = Arc::new(SignedHttp { http, base, keys });
+        let signed = SignedHttp {
+            client: SignedClient::new(base, keys, http),
+        };
         let (presign_queue, jobs) = mpsc::channel(1024);
         tokio::runtime::Handle::try_current()
             .map_err(|_| anyhow::anyhow!("StorageClient::new needs a tokio runtime"))?
@@ -251,7 +232,7 @@ impl StorageClient {
         let path = format!("/internal/images/{image_id}");
         let answer = self.call(CALL, Method::GET, &path, None).await?;
         match answer.status {
-            StatusCode::OK => answer.json(CALL).map(Some),
+            StatusCode::OK => answer.parse(CALL).map(Some),
             StatusCode::NOT_FOUND => Ok(None),
             _ => Err(answer.failure(CALL)),
         }
@@ -269,7 +250,7 @@ impl StorageClient {
             .call(CALL, Method::POST, "/internal/download-urls", Some(body))
             .await?;
         if answer.status == StatusCode::OK {
-            return answer.json::<DownloadUrlsResponse>(CALL).map(|r| r.urls);
+            return answer.parse::<DownloadUrlsResponse>(CALL).map(|r| r.urls);
         }
         Err(answer.failure(CALL))
     }
@@ -287,7 +268,7 @@ impl StorageClient {
 
 /// Takes waiting presign jobs and sends them to storage in batches, with at most
 /// [`PRESIGN_CALLS_IN_FLIGHT`] calls at once. Ends when every client is dropped.
-async fn run_presign_batcher(signed: Arc<SignedHttp>, mut jobs: mpsc::Receiver<PresignJob>) {
+async fn run_presign_batcher(signed: SignedHttp, mut jobs: mpsc::Receiver<PresignJob>) {
     let slots = Arc::new(Semaphore::new(PRESIGN_CALLS_IN_FLIGHT));
     while let Some(first) = jobs.recv().await {
         let Ok(slot) = slots.clone().acquire_owned().await else {
@@ -356,12 +337,13 @@ impl SignedHttp {
             .call(CALL, Method::POST, "/internal/presign/batch", Some(body))
             .await?;
         if answer.status == StatusCode::OK {
-            return answer.json::<BatchResponse>(CALL).map(|r| r.results);
+            return answer.parse::<BatchResponse>(CALL).map(|r| r.results);
         }
         Err(answer.failure(CALL))
     }
 
-    /// Sends one signed request, retrying only when no connection could be made.
+    /// Sends one signed request (connection failures are retried by [`SignedClient`])
+    /// and records how long it took and how it ended.
     async fn call(
         &self,
         call: &'static str,
@@ -369,71 +351,17 @@ impl SignedHttp {
         path_and_query: &str,
         body: Option<Vec<u8>>,
     ) -> AppResult<Answer> {
-        let url = self
-            .base
-            .join(path_and_query)
-            .map_err(|e| AppError::StorageFault(format!("{call}: bad URL: {e}")))?;
-        let signed_uri: Uri = match url.query() {
-            Some(q) => format!("{}?{q}", url.path()),
-            None => url.path().to_owned(),
-        }
-        .parse()
-        .map_err(|e| AppError::StorageFault(format!("{call}: bad URI: {e}")))?;
-        let digest = BodyDigest::of(body.as_deref().unwrap_or_default());
         let started = Instant::now();
-        let mut attempt = 1;
-        let result = loop {
-            // A fresh signature (new nonce, current time) for every attempt.
-            let mut request = self
-                .http
-                .request(method.clone(), url.clone())
-                .headers(sign_request(
-                    &self.keys,
-                    &method,
-                    &signed_uri,
-                    digest,
-                    unix_now(),
-                ));
-            for (name, value) in service_kit::telemetry::outgoing_headers() {
-                request = request.header(name, value);
-            }
-            if let Some(body) = &body {
-                request = request
-                    .header(http::header::CONTENT_TYPE, "application/json")
-                    .body(body.clone());
-            }
-            match request.send().await {
-                Ok(response) => {
-                    let status = response.status();
-                    match response.bytes().await {
-                        Ok(body) => break Ok(Answer { status, body }),
-                        Err(e) => {
-                            break Err(AppError::StorageUnavailable(format!(
-                                "{call}: reading the response failed: {e}"
-                            )))
-                        }
-                    }
-                }
-                Err(e) if e.is_connect() && attempt < CONNECT_ATTEMPTS => {
-                    let delay = FIRST_RETRY_DELAY * 2u32.pow(attempt - 1);
-                    tracing::debug!(call, attempt, error = %e, ?delay, "storage connection failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
-                }
-                Err(e) => {
-                    let what = if e.is_timeout() {
-                        "timed out"
-                    } else if e.is_connect() {
-                        "cannot connect"
-                    } else {
-                        "request failed"
-                    };
-                    break Err(AppError::StorageUnavailable(format!(
-                        "{call}: {what} after {attempt} attempt(s): {e}"
-                    )));
-                }
-            }
-        };
+        let result = self
+            .client
+            .call(call, method, path_and_query, body)
+            .await
+            .map_err(|e| match e {
+                CallError::Invalid(detail) => AppError::StorageFault(detail),
+                CallError::Connect(detail)
+                | CallError::Timeout(detail)
+                | CallError::Transport(detail) => AppError::StorageUnavailable(detail),
+            });
         let outcome = match &result {
             Ok(answer) if answer.status.is_server_error() => "server-error",
             Ok(_) => "answered",

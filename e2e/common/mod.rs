@@ -3,6 +3,8 @@
 //! child processes of the `vitrine` binary.
 #![allow(dead_code)]
 
+pub mod import;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -151,6 +153,53 @@ impl Drop for Stack {
     }
 }
 
+/// The Storage Service in this process, on its own loopback port, blobs under `dir`.
+pub struct StorageServer {
+    pub url: String,
+    pub state: storage_service::state::AppState,
+    pub task: JoinHandle<()>,
+    pub blobs: PathBuf,
+}
+
+impl StorageServer {
+    pub async fn start(
+        dir: &Path,
+        database_url: String,
+        app_keys: &KeyRing,
+        import_keys: &KeyRing,
+    ) -> StorageServer {
+        // Its public URL (in upload and download URLs) is where it listens.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let blobs = dir.join("blobs");
+        let env = Env::from_pairs([
+            ("APP_STORAGE_KEYS", app_keys.to_env_value()),
+            ("IMPORT_STORAGE_KEYS", import_keys.to_env_value()),
+            ("URL_SIGNING_KEYS", ring("url1").to_env_value()),
+            ("STORAGE_PUBLIC_URL", url.clone()),
+            ("BLOB_STORE", format!("file://{}", blobs.display())),
+            ("STORAGE_DATABASE_URL", database_url),
+        ]);
+        let config =
+            storage_service::config::StorageConfig::from_env(&env).expect("storage config");
+        let state = storage_service::build_state(config)
+            .await
+            .expect("storage state");
+        let router = storage_service::router(state.clone());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        StorageServer {
+            url,
+            state,
+            task,
+            blobs,
+        }
+    }
+}
+
 async fn serve(router: axum::Router) -> (String, JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -190,31 +239,10 @@ impl Stack {
         let app_keys = ring("app1");
         let jwt_secret = random_secret();
 
-        // Storage first: the app needs its URL. Its public URL is where it listens.
-        let storage_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let storage_url = format!("http://{}", storage_listener.local_addr().expect("addr"));
-        let storage_env = Env::from_pairs([
-            ("APP_STORAGE_KEYS", app_keys.to_env_value()),
-            ("IMPORT_STORAGE_KEYS", ring("imp1").to_env_value()),
-            ("URL_SIGNING_KEYS", ring("url1").to_env_value()),
-            ("STORAGE_PUBLIC_URL", storage_url.clone()),
-            (
-                "BLOB_STORE",
-                format!("file://{}", dir.path().join("blobs").display()),
-            ),
-            ("STORAGE_DATABASE_URL", storage_db),
-        ]);
-        let storage_config =
-            storage_service::config::StorageConfig::from_env(&storage_env).expect("storage config");
-        let storage = storage_service::build_state(storage_config)
-            .await
-            .expect("storage state");
-        let storage_router = storage_service::router(storage.clone());
-        let storage_task = tokio::spawn(async move {
-            let _ = axum::serve(storage_listener, storage_router).await;
-        });
+        // Storage first: the app needs its URL.
+        let storage = StorageServer::start(dir.path(), storage_db, &app_keys, &ring("imp1")).await;
+        let (storage_url, storage_task) = (storage.url.clone(), storage.task);
+        let storage = storage.state;
 
         let mut app_vars: Vec<(String, String)> = vec![
             ("APP_STORAGE_KEYS".into(), app_keys.to_env_value()),

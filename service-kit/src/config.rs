@@ -141,6 +141,19 @@ impl Env {
         }
     }
 
+    /// An `http(s)://host[:port][/path]` base URL, kept with a trailing slash so that
+    /// relative joins stay under its path.
+    pub fn http_url_or(&self, var: &str, default: &str) -> Result<url::Url, ConfigError> {
+        let raw = self.string_or(var, default);
+        let with_slash = format!("{}/", raw.trim_end_matches('/'));
+        url::Url::parse(&with_slash)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+            .ok_or_else(|| {
+                ConfigError::new(var, format!("`{raw}` is not an http(s) URL like {default}"))
+            })
+    }
+
     /// A comma-separated list (empty entries dropped).
     pub fn list(&self, var: &str) -> Vec<String> {
         self.get(var)

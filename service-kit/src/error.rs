@@ -148,19 +148,62 @@ pub async fn not_found_fallback() -> ApiError {
     ApiError::not_found("route-not-found", "no such endpoint")
 }
 
-/// `axum::Json` whose rejection is an [`ApiError`] in the envelope.
+/// `axum::Json` whose rejection is an [`ApiError`] in the envelope, and which takes
+/// only a JSON object (serde would otherwise read a struct from an array too).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AppJson<T>(pub T);
 
+/// `application/json`, or any `application/…+json`, as `axum::Json` accepts.
+fn is_json_content_type(headers: &http::HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
 impl<T, S> FromRequest<S> for AppJson<T>
 where
-    axum::Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    T: serde::de::DeserializeOwned,
     S: Send + Sync,
 {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
+        if !is_json_content_type(req.headers()) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "json-content-type-required",
+                "send the body as JSON with `Content-Type: application/json`",
+            ));
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| {
+                let status = e.status();
+                if status == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(status, "body-too-large", "the request body is too large")
+                } else {
+                    ApiError::bad_request("body-unreadable", e.body_text())
+                }
+            })?;
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-request-body",
+                "the body must be a JSON object, not an array",
+            ));
+        }
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(value)) => Ok(AppJson(value)),
             Err(rejection) => Err(json_rejection(rejection)),
         }

@@ -10,6 +10,8 @@
 //! - [`metrics`]: the Prometheus recorder and HTTP request metrics.
 //! - [`health`]: `/healthz`, `/readyz` (readiness checks) and `/metrics`.
 //! - [`http`]: the shared tower/axum layers, per-group timeouts, binding, serving, shutdown.
+//! - [`internal_client`]: signed service-to-service calls ([`internal_client::SignedClient`]):
+//!   signing, trace headers, connection retries, streamed bodies, idle timeout.
 //! - [`db`]: SQLite/PostgreSQL pools through `sqlx::AnyPool`, migrations, DB readiness.
 //! - [`media`]: the image types Vitrine accepts, and [`media::synthetic`] images for tests
 //!   and benchmarks.
@@ -21,6 +23,7 @@ pub mod db;
 pub mod error;
 pub mod health;
 pub mod http;
+pub mod internal_client;
 pub mod media;
 pub mod metrics;
 pub mod telemetry;

@@ -40,6 +40,8 @@ pub enum StorageError {
     UploadAlreadyCompleted,
     #[error("another upload with this URL is in progress")]
     UploadInProgress,
+    #[error("a file with this idempotency key is being stored right now; try again shortly")]
+    IngestInProgress,
     #[error("declared size {size} bytes exceeds the limit of {limit} bytes")]
     SizeLimitExceeded { size: u64, limit: u64 },
 
@@ -100,6 +102,7 @@ impl StorageError {
             UploadNotFound => "upload-not-found",
             UploadAlreadyCompleted => "upload-already-completed",
             UploadInProgress => "upload-in-progress",
+            IngestInProgress => "ingest-in-progress",
             SizeLimitExceeded { .. } => "size-limit-exceeded",
             BodyLargerThanDeclared { .. } => "body-larger-than-declared",
             BodyShorterThanDeclared { .. } => "body-shorter-than-declared",
@@ -146,7 +149,9 @@ impl StorageError {
             },
             BodyIdleTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
-            BlobUnavailable(_) | DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            BlobUnavailable(_) | DatabaseUnavailable(_) | IngestInProgress => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

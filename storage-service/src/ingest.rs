@@ -174,7 +174,9 @@ pub async fn ingest(
         filename: v.filename.as_str().to_owned(),
     };
     let row = verified.row(&image_id, &key, &expect, origin, unix_now());
-    match write_path::commit(&state.repo, state.blobs.as_ref(), verified, row, None).await? {
+    match write_path::commit_detached(state.repo.clone(), state.blobs.clone(), verified, row)
+        .await?
+    {
         Committed::Stored(row) => Ok((
             StatusCode::CREATED,
             Json(ImageSummary::from_row(&row, state.blobs.as_ref())),

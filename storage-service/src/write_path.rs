@@ -219,6 +219,21 @@ pub enum Committed {
     Duplicate(crate::db::ImageRow),
 }
 
+/// [`commit`] on a task of its own, so that it runs to its end even when the request
+/// that asked for it goes away: hyper drops a handler's future when its client
+/// disconnects, and a commit dropped between its steps would leave a 'committing' row
+/// (and maybe its object) that a retry of the same ingest key then collides with.
+pub async fn commit_detached(
+    repo: crate::db::Repo,
+    store: std::sync::Arc<dyn BlobStore>,
+    verified: Verified,
+    row: crate::db::ImageRow,
+) -> StorageResult<Committed> {
+    tokio::spawn(async move { commit(&repo, store.as_ref(), verified, row, None).await })
+        .await
+        .map_err(|e| StorageError::Internal(format!("commit task: {e}")))?
+}
+
 /// Makes a verified body visible and its record complete, in crash-safe order:
 /// row 'committing' → object commit → row 'complete' (with the upload, if any, marked
 /// completed in the same transaction). A crash in between leaves a 'committing' row that
@@ -235,6 +250,12 @@ pub async fn commit(
         let _ = writer.abort().await;
         if let (Some(key), owner) = (row.ingest_key.as_deref(), row.owner_id.as_str()) {
             if let Some(existing) = repo.image_by_ingest_key(owner, key).await? {
+                // A 'committing' row is another request's commit in progress: its
+                // object may not exist yet, and it may still fail. Not a result to hand
+                // out; the caller tries again.
+                if existing.state != "complete" {
+                    return Err(StorageError::IngestInProgress);
+                }
                 return Ok(Committed::Duplicate(existing));
             }
         }

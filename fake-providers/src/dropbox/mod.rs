@@ -88,16 +88,24 @@ fn invalid_token() -> Response {
     response
 }
 
+/// A user token (`Bearer`), or, when the fake was not given a token to insist on, app
+/// authentication (`Basic` base64 of `key:secret`), as Dropbox accepts for shared links.
 fn check_token(app: &FakeProviders, headers: &HeaderMap) -> Result<(), Response> {
-    let token = headers
+    let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    let token = authorization
+        .strip_prefix("Bearer ")
         .map(str::trim)
         .filter(|t| !t.is_empty());
-    match (token, &app.0.dropbox_token) {
-        (Some(t), Some(want)) if t == want => Ok(()),
-        (Some(_), None) => Ok(()),
+    let app_auth = authorization
+        .strip_prefix("Basic ")
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    match (token, app_auth, &app.0.dropbox_token) {
+        (Some(t), _, Some(want)) if t == want => Ok(()),
+        (Some(_), _, None) | (None, Some(_), None) => Ok(()),
         _ => Err(invalid_token()),
     }
 }

@@ -315,7 +315,7 @@ impl Dropbox {
                         Ok(_) => entries.push(Entry::Skipped {
                             source_id: id,
                             name,
-                            reason: SkipReason::GoogleNative,
+                            reason: SkipReason::NotDownloadable,
                             detail: Some("not downloadable (e.g. a Dropbox Paper doc)".into()),
                         }),
                         Err(reason) => entries.push(Entry::Skipped {

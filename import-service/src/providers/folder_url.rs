@@ -20,7 +20,7 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use url::{Host, Url};
 
 /// Longest URL accepted, in bytes.
@@ -58,13 +58,13 @@ impl fmt::Display for Provider {
 }
 
 /// A folder to import, as the provider APIs want it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "provider", rename_all = "snake_case")]
 pub enum FolderRef {
     GoogleDrive {
         folder_id: String,
         /// Needed for some link-shared folders; sent as `X-Goog-Drive-Resource-Keys`.
-        #[serde(skip_serializing_if = "Option::is_none")]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         resource_key: Option<String>,
     },
     Dropbox {

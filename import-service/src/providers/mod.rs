@@ -114,6 +114,8 @@ pub enum SkipReason {
     UnsupportedImageType,
     /// A shortcut whose target is not an image file.
     ShortcutNotToImage,
+    /// The provider will not hand out this file's bytes (e.g. a Dropbox Paper doc).
+    NotDownloadable,
 }
 
 impl SkipReason {
@@ -123,6 +125,7 @@ impl SkipReason {
             SkipReason::NotAnImage => "not-an-image",
             SkipReason::UnsupportedImageType => "unsupported-image-type",
             SkipReason::ShortcutNotToImage => "shortcut-not-to-image",
+            SkipReason::NotDownloadable => "not-downloadable",
         }
     }
 }

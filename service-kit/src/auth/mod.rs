@@ -43,7 +43,7 @@ use http::HeaderMap;
 pub use config::{AuthConfig, HmacSecret, Hs256Key, SecretError};
 pub use dev_issuer::{DevIssuer, IssuedToken};
 pub use error::AuthError;
-pub use extractor::{bearer_token, Seller};
+pub use extractor::{bearer_token, BearerSecurity, Seller};
 pub use seller::{InvalidSellerId, SellerClaims, SellerId};
 
 /// Name of the counter incremented once per refused request, labelled by `code`.

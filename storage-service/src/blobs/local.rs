@@ -140,14 +140,20 @@ impl BlobStore for LocalBlobStore {
     }
 
     async fn begin_write(&self, key: &BlobKey) -> Result<Box<dyn BlobWriter>, BlobError> {
-        let (file, temp) = self.create_temp().await?;
-        let file = file.into_std().await;
-        Ok(Box::new(LocalWriter::new(
-            file,
-            temp,
-            self.path_of(key),
-            self.root.clone(),
-        )))
+        let (incoming, target, root) =
+            (self.incoming.clone(), self.path_of(key), self.root.clone());
+        // The file is created and wrapped in its writer in one blocking task: when this
+        // future is dropped meanwhile (hyper drops a handler whose client disconnected),
+        // the task still runs, and tokio drops its output, the writer, whose `Drop`
+        // removes the file. (Awaiting a `tokio::fs` open here instead left an orphan
+        // `.part` file whenever the request was dropped during the open.)
+        let writer = tokio::task::spawn_blocking(move || -> Result<LocalWriter, BlobError> {
+            let (file, temp) = create_temp_blocking(&incoming)?;
+            Ok(LocalWriter::new(file, temp, target, root))
+        })
+        .await
+        .map_err(join_error)??;
+        Ok(Box::new(writer))
     }
 
     async fn read(
@@ -343,6 +349,23 @@ impl Drop for LocalWriter {
             }
         }
     }
+}
+
+/// Creates a new `<uuid>.part` file in `incoming` (recreating the directory once if it
+/// was removed).
+fn create_temp_blocking(incoming: &Path) -> Result<(std::fs::File, PathBuf), BlobError> {
+    let path = incoming.join(format!("{}{TEMP_SUFFIX}", uuid::Uuid::new_v4().simple()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    let file = match options.open(&path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            std::fs::create_dir_all(incoming)?;
+            options.open(&path)?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok((file, path))
 }
 
 enum Published {

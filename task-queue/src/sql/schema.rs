@@ -66,7 +66,9 @@ async fn try_migrate(pool: &AnyPool, dialect: Dialect) -> std::result::Result<()
         if applied.contains(version) {
             continue;
         }
-        sqlx::raw_sql(sql).execute(&mut *tx).await?;
+        // A plain `&str` runs unprepared, so a file of several statements works (and,
+        // unlike `raw_sql`, the future stays `Send` for callers that spawn it).
+        sqlx::Executor::execute(&mut *tx, *sql).await?;
         sqlx::query(
             "INSERT INTO tq_schema_migrations (version, description, applied_at) VALUES ($1, $2, $3)",
         )
