@@ -471,3 +471,48 @@ impl Drop for ServiceProcess {
         self.kill();
     }
 }
+
+/// The script's tools; missing ones skip the test (or fail it where CI requires them).
+pub fn tools_present(test: &str) -> bool {
+    let missing: Vec<&str> = ["curl", "jq", "sha256sum"]
+        .into_iter()
+        .filter(|tool| {
+            !Command::new("sh")
+                .args(["-c", &format!("command -v {tool}")])
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    if service_kit::testing::backends_required() {
+        panic!("{test}: {missing:?} not installed, and VITRINE_REQUIRE_BACKENDS=1 requires them");
+    }
+    eprintln!("SKIPPED {test}: install {missing:?} to run it");
+    false
+}
+
+/// Runs `vitrine up`; SIGTERM (then SIGKILL) when dropped.
+pub struct Launcher {
+    pub child: std::process::Child,
+}
+
+impl Drop for Launcher {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
