@@ -4,7 +4,8 @@
 //! defaults in its environment: SQLite files and blobs under the data directory, keys
 //! generated on first run. Variables already set in the environment win, so any
 //! default can be overridden. A child that exits is restarted with exponential backoff;
-//! Ctrl-C (or SIGTERM) stops them all gracefully.
+//! Ctrl-C (or SIGTERM) stops them all gracefully. With `--demo`, the provider emulator
+//! runs in this process first (see [`crate::demo`]) and the import services point at it.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -47,9 +48,12 @@ const IMPORT_BIND: (&str, &str) = ("IMPORT_BIND", "127.0.0.1:8083");
 /// The worker serves only `/healthz`, `/readyz` and `/metrics`.
 const IMPORT_WORKER_BIND: (&str, &str) = ("IMPORT_WORKER_METRICS_BIND", "127.0.0.1:8084");
 
-fn services(data_dir: &Path) -> Vec<ServiceSpec> {
+/// `demo_base`: the in-process emulator's URL (`vitrine up --demo`), given to the
+/// import services as their provider endpoints.
+fn services(data_dir: &Path, demo_base: Option<&str>) -> Vec<ServiceSpec> {
     let data = data_dir.display();
     let storage_url = format!("http://{}", bind_of(STORAGE_BIND.0, STORAGE_BIND.1));
+    let demo_env = demo_base.map(crate::demo::import_env).unwrap_or_default();
     vec![
         ServiceSpec {
             name: "storage",
@@ -85,10 +89,13 @@ fn services(data_dir: &Path) -> Vec<ServiceSpec> {
             bind_var: IMPORT_BIND.0,
             default_bind: IMPORT_BIND.1,
             keys: &["IMPORT_STORAGE_KEYS", crate::local_keys::JWT_SECRET_VAR],
-            defaults: vec![
+            defaults: [
                 ("IMPORT_DATABASE_URL", format!("sqlite://{data}/import.db")),
                 ("STORAGE_URL", storage_url.clone()),
-            ],
+            ]
+            .into_iter()
+            .chain(demo_env.iter().cloned())
+            .collect(),
         },
         ServiceSpec {
             name: "import-worker",
@@ -96,16 +103,19 @@ fn services(data_dir: &Path) -> Vec<ServiceSpec> {
             default_bind: IMPORT_WORKER_BIND.1,
             // The worker verifies no seller tokens: it gets no JWT secret.
             keys: &["IMPORT_STORAGE_KEYS"],
-            defaults: vec![
+            defaults: [
                 ("IMPORT_DATABASE_URL", format!("sqlite://{data}/import.db")),
                 ("STORAGE_URL", storage_url),
-            ],
+            ]
+            .into_iter()
+            .chain(demo_env)
+            .collect(),
         },
     ]
 }
 
-/// `vitrine up`.
-pub fn up() -> ExitCode {
+/// `vitrine up [--demo]`.
+pub fn up(demo: bool) -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -113,7 +123,7 @@ pub fn up() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run()) {
+    match runtime.block_on(run(demo)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("vitrine: {e:#}");
@@ -122,12 +132,30 @@ pub fn up() -> ExitCode {
     }
 }
 
-async fn run() -> anyhow::Result<ExitCode> {
+async fn run(demo: bool) -> anyhow::Result<ExitCode> {
     let data_dir =
         PathBuf::from(std::env::var("VITRINE_DATA_DIR").unwrap_or_else(|_| "data".into()));
     std::fs::create_dir_all(&data_dir)?;
     let keys = crate::local_keys::load_or_generate(&data_dir)?;
-    let specs = services(&data_dir);
+    // The demo emulator's port is taken first: its address goes into the import
+    // services' environment.
+    let demo_listener = if demo {
+        let (var, default) = crate::demo::DEMO_BIND;
+        match crate::demo::bind(&bind_of(var, default))? {
+            Ok(listener) => Some(listener),
+            Err(message) => {
+                eprintln!("{message}");
+                return Ok(ExitCode::from(2));
+            }
+        }
+    } else {
+        None
+    };
+    let demo_base = match &demo_listener {
+        Some(listener) => Some(format!("http://{}", listener.local_addr()?)),
+        None => None,
+    };
+    let specs = services(&data_dir, demo_base.as_deref());
 
     // A port in use is a clear error naming the variable, before anything starts.
     for spec in &specs {
@@ -143,6 +171,9 @@ async fn run() -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     }
+
+    // Before the services: the import worker may resume a job at once.
+    let demo = demo_listener.map(crate::demo::start).transpose()?;
 
     let exe = std::env::current_exe()?;
     let stopping = Arc::new(AtomicBool::new(false));
@@ -171,18 +202,25 @@ async fn run() -> anyhow::Result<ExitCode> {
         // API migrates the import database before the worker opens it.
         wait_ready(spec.name, &spec.bind(), Duration::from_secs(60)).await;
     }
-    print_banner(&specs, &data_dir);
+    print_banner(&specs, &data_dir, demo.as_ref());
 
     service_kit::http::shutdown_signal().await;
     stopping.store(true, Ordering::SeqCst);
     for supervisor in supervisors {
         let _ = supervisor.await;
     }
+    if let Some(demo) = demo {
+        demo.shutdown().await;
+    }
     eprintln!("vitrine: all services stopped");
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_banner(specs: &[ServiceSpec], data_dir: &Path) {
+fn print_banner(
+    specs: &[ServiceSpec],
+    data_dir: &Path,
+    demo: Option<&fake_providers::RunningFake>,
+) {
     println!();
     println!("  Vitrine is running (data in {}):", data_dir.display());
     for spec in specs {
@@ -199,6 +237,18 @@ fn print_banner(specs: &[ServiceSpec], data_dir: &Path) {
     println!("  Seller token: `cargo run --release -- token --seller <id>`, or POST /auth/token on the app.");
     println!("  Try the upload flow: bash scripts/upload-flow.sh");
     println!("  Try an import: bash scripts/import-flow.sh <public Drive or Dropbox folder URL> (README: \"Try the import flow\")");
+    if let Some(demo) = demo {
+        println!(
+            "  Demo providers (Google Drive + Dropbox emulator): {}",
+            demo.base_url
+        );
+        for folder in demo.drive_folders() {
+            println!("  Demo folder (paste into the import): {}", folder.url);
+        }
+        for link in demo.dropbox_links() {
+            println!("  Demo Dropbox link (the same folder): {}", link.url);
+        }
+    }
     println!("  Press Ctrl-C to stop.");
     println!();
 }

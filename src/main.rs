@@ -1,13 +1,16 @@
 //! `vitrine`: the one-command local stack.
 //!
 //! # Layout
-//! - `main.rs`: command-line entry (`vitrine [up]`, `vitrine serve <service>`,
+//! - `main.rs`: command-line entry (`vitrine [up [--demo]]`, `vitrine serve <service>`,
 //!   `vitrine token --seller ID`).
 //! - [`launcher`]: starts each service as its own child process on loopback (self-exec
 //!   `vitrine serve <service>`), prefixes its log lines, waits for readiness, restarts a
-//!   crashed child with backoff, and stops everything on Ctrl-C.
+//!   crashed child with backoff, and stops everything on Ctrl-C. With `--demo` it also
+//!   runs the provider emulator in-process with a sample folder.
+//! - [`demo`]: the in-process provider emulator and sample folder of `vitrine up --demo`.
 //! - [`local_keys`]: the keys the embedded stack generates on first run and keeps in `./data`.
 
+mod demo;
 mod launcher;
 mod local_keys;
 
@@ -18,6 +21,10 @@ vitrine — run the Vitrine stack locally
 
 USAGE:
     vitrine [up]                 start every service on loopback with embedded defaults
+    vitrine up --demo            the same, plus the Drive/Dropbox emulator with a sample
+                                 folder (nested images, non-images, a broken file) and
+                                 its URL to paste into the import: try it offline
+                                 (DEMO_PROVIDERS_BIND, default 127.0.0.1:9900)
     vitrine serve <service>      run one service in this process (storage, app,
                                  import-api, import-worker)
     vitrine token --seller ID    print a seller token (JWT) for the local stack's dev issuer
@@ -29,7 +36,8 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let words: Vec<&str> = args.iter().map(String::as_str).collect();
     match words.as_slice() {
-        [] | ["up"] => launcher::up(),
+        [] | ["up"] => launcher::up(false),
+        ["up", "--demo"] => launcher::up(true),
         ["serve", service] => serve(service),
         ["token", "--seller", seller] => token(seller),
         ["help"] | ["--help"] | ["-h"] => {

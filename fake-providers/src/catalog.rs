@@ -16,6 +16,8 @@ use crate::content::{mix, Content, Digests, ImageKind};
 pub const FOLDER_MIME: &str = "application/vnd.google-apps.folder";
 pub const SHORTCUT_MIME: &str = "application/vnd.google-apps.shortcut";
 pub const DOCUMENT_MIME: &str = "application/vnd.google-apps.document";
+/// Size of a generated broken file.
+const BROKEN_LEN: usize = 8 * 1024;
 
 /// Where a folder's contents come from.
 #[derive(Debug, Clone)]
@@ -79,7 +81,8 @@ impl Folder {
 
 /// What the generator makes: `count` images (PNG/JPEG in turn, deterministic
 /// from `seed`), spread over the root and `subfolders` folders (every second
-/// subfolder is nested in the previous one), plus optional extras.
+/// subfolder is nested in the previous one; with [`Generate::depth`], a full
+/// tree instead), plus optional extras.
 #[derive(Debug, Clone)]
 pub struct Generate {
     pub count: usize,
@@ -87,12 +90,21 @@ pub struct Generate {
     pub size_max: usize,
     pub types: Vec<ImageKind>,
     pub subfolders: usize,
+    /// `Some(d)`: the subfolders form a tree `d` levels deep (`subfolders`
+    /// folders in the root, `subfolders` in each of those, …). `None`: the
+    /// classic layout (`subfolders` folders, every second one nested in the
+    /// previous one).
+    pub depth: Option<usize>,
     /// Drive only: Google Docs (no size, not downloadable).
     pub docs: usize,
     /// Drive only: shortcuts, each to an extra image that lives outside the folder.
     pub shortcuts: usize,
     /// PDFs (a non-image with real bytes).
     pub non_images: usize,
+    /// Broken files: named and typed as JPEG images (`broken-001.jpg`,
+    /// `image/jpeg`) whose bytes are not an image. Their sizes and checksums
+    /// match their bytes: only an image check rejects them.
+    pub broken: usize,
     pub seed: u64,
 }
 
@@ -105,9 +117,11 @@ impl Generate {
             size_max: 50 * 1024,
             types: vec![ImageKind::Png, ImageKind::Jpeg],
             subfolders: 0,
+            depth: None,
             docs: 0,
             shortcuts: 0,
             non_images: 0,
+            broken: 0,
             seed: 1,
         }
     }
@@ -138,6 +152,15 @@ impl Generate {
         self
     }
 
+    /// Nests the subfolders `levels` deep: `subfolders` folders in the root,
+    /// `subfolders` in each of those, and so on (`subfolders(3).depth(2)`: 3 + 9
+    /// folders). Images and extras are spread over the root and every folder.
+    /// `depth(0)` is the same as no subfolders.
+    pub fn depth(mut self, levels: usize) -> Self {
+        self.depth = Some(levels);
+        self
+    }
+
     pub fn docs(mut self, n: usize) -> Self {
         self.docs = n;
         self
@@ -150,6 +173,12 @@ impl Generate {
 
     pub fn non_images(mut self, n: usize) -> Self {
         self.non_images = n;
+        self
+    }
+
+    /// Adds `n` broken files (see [`Generate::broken`](struct.Generate.html#structfield.broken)).
+    pub fn broken(mut self, n: usize) -> Self {
+        self.broken = n;
         self
     }
 
@@ -429,10 +458,28 @@ impl Builder<'_> {
 
     fn generated(&mut self, root: usize, g: &Generate, drive: bool) {
         let mut folders = vec![root];
-        for k in 1..=g.subfolders {
-            let parent = if k % 2 == 0 { folders[k - 1] } else { root };
-            let f = self.folder(Some(parent), format!("Folder {k:02}"));
-            folders.push(f);
+        match g.depth {
+            None => {
+                for k in 1..=g.subfolders {
+                    let parent = if k % 2 == 0 { folders[k - 1] } else { root };
+                    let f = self.folder(Some(parent), format!("Folder {k:02}"));
+                    folders.push(f);
+                }
+            }
+            Some(depth) => {
+                // Level by level, so shallow folders come first.
+                let mut level = vec![root];
+                for _ in 0..depth {
+                    let mut next = Vec::with_capacity(level.len() * g.subfolders);
+                    for &parent in &level {
+                        for k in 1..=g.subfolders {
+                            next.push(self.folder(Some(parent), format!("Folder {k:02}")));
+                        }
+                    }
+                    folders.extend_from_slice(&next);
+                    level = next;
+                }
+            }
         }
         for i in 0..g.count {
             let (name, content) = g.image(i as u64);
@@ -460,6 +507,24 @@ impl Builder<'_> {
                 Kind::File {
                     content,
                     mime: "application/pdf".into(),
+                },
+                None,
+            );
+        }
+        for k in 0..g.broken {
+            let content = Content::Broken {
+                seed: g.seed,
+                index: (g.count + g.non_images + g.shortcuts + k) as u64,
+                len: BROKEN_LEN,
+            };
+            // Deeper than the images' first folders, when there are subfolders.
+            let folder = folders[folders.len() - 1 - k % folders.len()];
+            self.add(
+                Some(folder),
+                format!("broken-{:03}.jpg", k + 1),
+                Kind::File {
+                    content,
+                    mime: "image/jpeg".into(),
                 },
                 None,
             );
@@ -610,5 +675,112 @@ impl Catalog {
     /// Every file node (with content) reachable by Drive id or Dropbox path.
     pub fn file_nodes(&self) -> impl Iterator<Item = &Node> {
         self.nodes.iter().filter(|n| n.content().is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn catalog(g: Generate, drive: bool) -> (Catalog, usize) {
+        let mut catalog = Catalog::default();
+        let root = catalog
+            .add_folder(&Folder::generated(g), drive, 0)
+            .expect("generated folder");
+        (catalog, root)
+    }
+
+    fn depth_of(catalog: &Catalog, mut node: usize) -> usize {
+        let mut depth = 0;
+        while let Some(p) = catalog.nodes[node].parent {
+            node = p;
+            depth += 1;
+        }
+        depth
+    }
+
+    #[test]
+    fn classic_layout_is_the_default() {
+        let (catalog, _) = catalog(Generate::images(12).subfolders(3), true);
+        let folders: Vec<&str> = catalog
+            .nodes
+            .iter()
+            .filter(|n| n.is_folder() && n.parent.is_some())
+            .map(|n| n.path.as_str())
+            .collect();
+        assert_eq!(
+            folders,
+            ["/Folder 01", "/Folder 01/Folder 02", "/Folder 03"]
+        );
+    }
+
+    #[test]
+    fn depth_makes_a_tree_and_spreads_the_images_over_it() {
+        let (catalog, _) = catalog(Generate::images(300).subfolders(3).depth(2), true);
+        let folders: Vec<usize> = (0..catalog.nodes.len())
+            .filter(|&i| catalog.nodes[i].is_folder() && catalog.nodes[i].parent.is_some())
+            .collect();
+        assert_eq!(folders.len(), 3 + 9);
+        assert_eq!(
+            folders
+                .iter()
+                .filter(|&&f| depth_of(&catalog, f) == 2)
+                .count(),
+            9
+        );
+        assert!(catalog
+            .nodes
+            .iter()
+            .any(|n| n.path == "/Folder 03/Folder 02"));
+        let images: Vec<usize> = (0..catalog.nodes.len())
+            .filter(|&i| catalog.nodes[i].mime().starts_with("image/"))
+            .collect();
+        assert_eq!(images.len(), 300);
+        // Every folder (root included) holds images; some are two levels down.
+        for folder in folders.iter().copied().chain([0]) {
+            assert!(
+                images
+                    .iter()
+                    .any(|&i| catalog.nodes[i].parent == Some(folder)),
+                "{}",
+                catalog.nodes[folder].path
+            );
+        }
+        assert!(images.iter().any(|&i| depth_of(&catalog, i) == 3));
+        // Ids stay unique although names repeat across levels.
+        let ids: std::collections::HashSet<&str> =
+            catalog.nodes.iter().map(|n| n.drive_id.as_str()).collect();
+        assert_eq!(ids.len(), catalog.nodes.len());
+    }
+
+    #[test]
+    fn depth_zero_means_no_subfolders() {
+        let (catalog, _) = catalog(Generate::images(5).subfolders(3).depth(0), true);
+        assert_eq!(catalog.nodes.iter().filter(|n| n.is_folder()).count(), 1);
+    }
+
+    #[test]
+    fn broken_files_claim_to_be_jpegs_with_honest_checksums() {
+        for drive in [true, false] {
+            let (catalog, _) = catalog(Generate::images(4).subfolders(2).depth(1).broken(2), drive);
+            let broken: Vec<&Node> = catalog
+                .nodes
+                .iter()
+                .filter(|n| n.name.starts_with("broken-"))
+                .collect();
+            let names: Vec<&str> = broken.iter().map(|n| n.name.as_str()).collect();
+            assert_eq!(names, ["broken-001.jpg", "broken-002.jpg"]);
+            for node in broken {
+                assert_eq!(node.mime(), "image/jpeg");
+                assert!(node.dimensions.is_none());
+                let content = node.content().expect("a file");
+                let bytes = content.bytes().unwrap();
+                assert!(!bytes.starts_with(&[0xFF, 0xD8]), "not a JPEG");
+                let d = node.digests().unwrap().expect("digests");
+                assert_eq!(d.size, bytes.len() as u64);
+                assert_eq!(d.sha256, hex::encode(Sha256::digest(&bytes)));
+                assert_eq!(d.content_hash, crate::dropbox_content_hash(&bytes));
+            }
+        }
     }
 }

@@ -65,6 +65,9 @@ pub enum Content {
     },
     /// A small PDF-looking non-image (`%PDF-1.4` … `%%EOF`), exactly `len` bytes.
     Pdf { seed: u64, index: u64, len: usize },
+    /// A file that claims to be an image (the catalog names and types it as
+    /// one) but is not: a line of text, then noise. Exactly `len` bytes.
+    Broken { seed: u64, index: u64, len: usize },
     /// A real file on disk.
     Disk { path: PathBuf },
 }
@@ -93,6 +96,7 @@ impl Content {
                 Some((rest + text) as u64)
             }
             Content::Pdf { len, .. } => Some(pdf_len(*len) as u64),
+            Content::Broken { len, .. } => Some(*len as u64),
             Content::Jpeg { .. } | Content::Disk { .. } => None,
         }
     }
@@ -118,6 +122,9 @@ impl Content {
             ))))),
             Content::Pdf { seed, index, len } => Box::new(std::iter::once(Ok(Bytes::from(
                 pdf_bytes(*seed, *index, *len),
+            )))),
+            Content::Broken { seed, index, len } => Box::new(std::iter::once(Ok(Bytes::from(
+                broken_bytes(*seed, *index, *len),
             )))),
             Content::Disk { path } => {
                 let mut file = std::fs::File::open(path)?;
@@ -361,6 +368,16 @@ fn pdf_bytes(seed: u64, index: u64, len: usize) -> Vec<u8> {
     out
 }
 
+/// Not an image in any format: a text line (so no image signature can match)
+/// and deterministic noise, exactly `len` bytes.
+fn broken_bytes(seed: u64, index: u64, len: usize) -> Vec<u8> {
+    let mut out = format!("broken file, not an image: {}\n", marker(seed, index)).into_bytes();
+    let noise = synthetic::random_bytes(mix(seed, index), len.saturating_sub(out.len()));
+    out.extend_from_slice(&noise);
+    out.truncate(len);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -408,6 +425,33 @@ mod tests {
         assert_eq!(bytes.len(), 5000);
         assert!(bytes.starts_with(b"%PDF-1.4"));
         assert!(bytes.ends_with(b"%%EOF\n"));
+    }
+
+    #[test]
+    fn broken_file_has_exact_size_no_image_signature_and_matching_digests() {
+        let content = Content::Broken {
+            seed: 1,
+            index: 7,
+            len: 8192,
+        };
+        let bytes = content.bytes().unwrap();
+        assert_eq!(bytes.len() as u64, content.known_size().unwrap());
+        assert!(bytes.starts_with(b"broken file, not an image"));
+        assert!(!bytes.starts_with(&[0xFF, 0xD8]));
+        assert!(!bytes.starts_with(b"\x89PNG"));
+        let d = content.digests().unwrap();
+        assert_eq!(d.size, 8192);
+        assert_eq!(d.sha256, hex::encode(Sha256::digest(&bytes)));
+        assert_eq!(d.md5, hex::encode(Md5::digest(&bytes)));
+        assert_eq!(d.content_hash, dropbox_content_hash(&bytes));
+        // Deterministic, and different per index.
+        assert_eq!(bytes, content.bytes().unwrap());
+        let other = Content::Broken {
+            seed: 1,
+            index: 8,
+            len: 8192,
+        };
+        assert_ne!(bytes, other.bytes().unwrap());
     }
 
     #[test]

@@ -21,9 +21,12 @@ OPTIONS:
     --size SIZE          image size in B, KiB or MiB (default: 50KiB)
     --types LIST         png,jpeg (default: both, in turn)
     --subfolders N       spread the images over N subfolders too (default: 0)
+    --depth D            nest the subfolders D levels deep: N in the root, N in each
+                         of those, … (default: every second one in the previous)
     --docs N             add N Google Docs (Drive only; not downloadable)
     --shortcuts N        add N shortcuts to images outside the folder (Drive only)
     --non-images N       add N PDFs
+    --broken N           add N broken files (broken-001.jpg…: typed as JPEG, not an image)
     --seed N             generator seed: same seed, same bytes (default: 1)
     --dir PATH           also share the directory tree at PATH
     --resource-key       the Drive folders need their resource key
@@ -43,9 +46,11 @@ struct Options {
     size: usize,
     types: Vec<ImageKind>,
     subfolders: usize,
+    depth: Option<usize>,
     docs: usize,
     shortcuts: usize,
     non_images: usize,
+    broken: usize,
     seed: u64,
     dir: Option<PathBuf>,
     resource_key: bool,
@@ -80,9 +85,11 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Options>> {
         size: 50 * 1024,
         types: vec![ImageKind::Png, ImageKind::Jpeg],
         subfolders: 0,
+        depth: None,
         docs: 0,
         shortcuts: 0,
         non_images: 0,
+        broken: 0,
         seed: 1,
         dir: None,
         resource_key: false,
@@ -110,6 +117,8 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Options>> {
                     .collect::<Result<_>>()?
             }
             "--subfolders" => o.subfolders = value()?.parse().context("--subfolders")?,
+            "--depth" => o.depth = Some(value()?.parse().context("--depth")?),
+            "--broken" => o.broken = value()?.parse().context("--broken")?,
             "--docs" => o.docs = value()?.parse().context("--docs")?,
             "--shortcuts" => o.shortcuts = value()?.parse().context("--shortcuts")?,
             "--non-images" => o.non_images = value()?.parse().context("--non-images")?,
@@ -132,14 +141,18 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Option<Options>> {
 fn build(o: &Options) -> Result<FakeProviders> {
     let mut folders = Vec::new();
     if let Some(n) = o.generate {
-        let g = Generate::images(n)
+        let mut g = Generate::images(n)
             .size(o.size)
             .types(&o.types)
             .subfolders(o.subfolders)
             .docs(o.docs)
             .shortcuts(o.shortcuts)
             .non_images(o.non_images)
+            .broken(o.broken)
             .seed(o.seed);
+        if let Some(depth) = o.depth {
+            g = g.depth(depth);
+        }
         folders.push(Folder::generated(g).name(format!("{n} generated images")));
     }
     if let Some(dir) = &o.dir {
@@ -277,6 +290,22 @@ mod tests {
         assert_eq!(o.size, 51_200);
         assert_eq!(o.latency_ms, 20);
         assert_eq!(o.seed, 7);
+        assert_eq!(o.depth, None);
+        assert_eq!(o.broken, 0);
+        let o = parse_args(
+            "--subfolders 3 --depth 2 --broken 1"
+                .split(' ')
+                .map(String::from),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!((o.subfolders, o.depth, o.broken), (3, Some(2), 1));
+        let fake = build(&o).unwrap();
+        assert!(fake.nodes().iter().any(|n| n.name == "broken-001.jpg"));
+        assert!(fake
+            .nodes()
+            .iter()
+            .any(|n| n.is_folder() && n.path == "/Folder 02/Folder 03"));
         assert!(parse_args(["--bogus".to_owned()].into_iter()).is_err());
         assert!(parse_args(["--help".to_owned()].into_iter())
             .unwrap()

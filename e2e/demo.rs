@@ -1,0 +1,206 @@
+//! `vitrine up --demo` as a user runs it: the launcher starts the provider emulator
+//! in-process with its sample folder and prints the folder URL; pasting that URL into
+//! an import brings in every image, skips the Docs and PDFs, and fails the broken file
+//! with storage's reason. Offline: nothing leaves loopback.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+
+/// What `vitrine up --demo` shares (src/demo.rs): 300 images, 3 PDFs, 2 Google Docs,
+/// one broken `.jpg`.
+const IMAGES: i64 = 300;
+const NON_IMAGES: usize = 3;
+const DOCS: usize = 2;
+const FOLDER_LINE: &str = "Demo folder (paste into the import): ";
+const DROPBOX_LINE: &str = "Demo Dropbox link (the same folder): ";
+
+/// The banner line starting with `prefix`, once the launcher has printed it.
+fn banner_value(log: &Path, prefix: &str) -> Option<String> {
+    let text = std::fs::read_to_string(log).ok()?;
+    text.lines()
+        .find_map(|line| line.trim().strip_prefix(prefix.trim_start()))
+        .map(|v| v.trim().to_owned())
+}
+
+#[tokio::test]
+async fn demo_folder_url_from_the_banner_imports_offline() {
+    // Arrange: `vitrine up --demo` in a temp data dir, every address on a free port.
+    let data = tempfile::tempdir().expect("tempdir");
+    let binds: BTreeMap<&str, String> = [
+        "APP_BIND",
+        "STORAGE_BIND",
+        "IMPORT_BIND",
+        "IMPORT_WORKER_METRICS_BIND",
+        "DEMO_PROVIDERS_BIND",
+    ]
+    .into_iter()
+    .map(|var| (var, format!("127.0.0.1:{}", free_port())))
+    .collect();
+    let log = data.path().join("launcher.log");
+    let mut command = Command::new(vitrine_bin());
+    stop_with_parent(&mut command);
+    command
+        .args(["up", "--demo"])
+        .env("VITRINE_DATA_DIR", data.path())
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&log).expect("log"))
+        .stderr(Stdio::inherit());
+    // The provider settings come from the launcher, not from this environment.
+    for var in [
+        "GOOGLE_DRIVE_API_BASE",
+        "DROPBOX_API_BASE",
+        "DROPBOX_CONTENT_BASE",
+        "GOOGLE_API_KEY",
+        "DROPBOX_ACCESS_TOKEN",
+    ] {
+        command.env_remove(var);
+    }
+    let child = command
+        .envs(&binds)
+        .spawn()
+        .expect("spawn vitrine up --demo");
+    let mut launcher = Launcher { child };
+
+    // The banner comes once every service is ready.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let folder_url = loop {
+        if let Ok(Some(status)) = launcher.child.try_wait() {
+            panic!(
+                "vitrine up --demo exited with {status}; output:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        if let Some(url) = banner_value(&log, FOLDER_LINE) {
+            break url;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no demo folder in the banner after 60 s; output:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        folder_url.starts_with("https://drive.google.com/drive/folders/"),
+        "{folder_url}"
+    );
+    let dropbox_url = banner_value(&log, DROPBOX_LINE).expect("the Dropbox link");
+    assert!(
+        dropbox_url.starts_with("https://www.dropbox.com/scl/fo/"),
+        "{dropbox_url}"
+    );
+
+    let seller = "demo-seller";
+    let token = Command::new(vitrine_bin())
+        .args(["token", "--seller", seller])
+        .env("VITRINE_DATA_DIR", data.path())
+        .output()
+        .expect("vitrine token");
+    assert!(token.status.success(), "vitrine token: {token:?}");
+    let token = String::from_utf8(token.stdout).expect("utf-8");
+    let token = token.trim();
+    let import = format!("http://{}", binds["IMPORT_BIND"]);
+    let client = http_client();
+
+    // Act: paste the folder URL into an import.
+    let (status, _, body) = send(
+        client
+            .post(format!("{import}/import/google-drive"))
+            .bearer_auth(token)
+            .json(&json!({ "folder_url": folder_url })),
+    )
+    .await;
+    assert_eq!(status, 202, "import not accepted: {body}");
+    let job_id = body["id"].as_str().expect("job id").to_owned();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let job = loop {
+        let (status, _, job) = send(
+            client
+                .get(format!("{import}/imports/{job_id}"))
+                .bearer_auth(token),
+        )
+        .await;
+        assert_eq!(status, 200, "{job}");
+        if matches!(job["state"].as_str(), Some("completed" | "failed")) {
+            break job;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the demo import did not finish in 60 s: {job}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+
+    // Assert: every image imported, the Docs and PDFs skipped, the broken file failed.
+    assert_eq!(job["state"], "completed", "{job}");
+    assert_eq!(job["counts"]["imported"], IMAGES, "{job}");
+    assert_eq!(job["counts"]["failed"], 1, "{job}");
+    assert_eq!(
+        job["counts"]["skipped"],
+        (NON_IMAGES + DOCS) as i64,
+        "{job}"
+    );
+
+    let mut items: Vec<Value> = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut url = format!("{import}/imports/{job_id}/items?limit=500");
+        if let Some(c) = &cursor {
+            url.push_str(&format!("&cursor={c}"));
+        }
+        let (status, _, page) = send(client.get(url).bearer_auth(token)).await;
+        assert_eq!(status, 200, "{page}");
+        items.extend(page["items"].as_array().expect("items").iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    let with =
+        |status: &str| -> Vec<&Value> { items.iter().filter(|i| i["status"] == status).collect() };
+
+    let failed = with("failed");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0]["name"], "broken-001.jpg", "{failed:?}");
+    assert_eq!(failed[0]["mime_type"], "image/jpeg", "{failed:?}");
+    assert_eq!(failed[0]["reason"], "not-an-image", "{failed:?}");
+
+    let mut skipped: Vec<(String, String)> = with("skipped")
+        .iter()
+        .map(|i| {
+            (
+                i["reason"].as_str().unwrap_or_default().to_owned(),
+                i["name"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    skipped.sort();
+    let docs = skipped.iter().filter(|(r, _)| r == "google-native").count();
+    let pdfs = skipped
+        .iter()
+        .filter(|(r, n)| r == "not-an-image" && n.ends_with(".pdf"))
+        .count();
+    assert_eq!((docs, pdfs), (DOCS, NON_IMAGES), "{skipped:?}");
+
+    // The images came from the root and every nested folder, two levels down too.
+    let imported = with("imported");
+    assert_eq!(imported.len() as i64, IMAGES);
+    let folders: std::collections::BTreeSet<&str> =
+        imported.iter().filter_map(|i| i["path"].as_str()).collect();
+    assert_eq!(folders.len(), 1 + 3 + 9, "{folders:?}");
+    assert!(
+        folders
+            .iter()
+            .any(|p| p.split('/').filter(|s| !s.is_empty()).count() == 2),
+        "no image two folders down: {folders:?}"
+    );
+    drop(launcher);
+}
