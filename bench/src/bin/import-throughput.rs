@@ -62,7 +62,11 @@ const TARGET_RSS_MIB: f64 = 100.0;
 /// Set so high that the per-worker provider rate limiter never waits (it still runs).
 const PROVIDER_REQUESTS_PER_SECOND: u32 = 100_000;
 /// How often `GET /imports/{id}` is polled (the wall time's resolution).
-const POLL_EVERY: Duration = Duration::from_millis(100);
+const POLL_EVERY: Duration = Duration::from_millis(250);
+/// Pause after each phase: the machine settles, and PostgreSQL backends flush their
+/// statistics (an idle backend does so within 10 s) before `pg_stat_database` is read.
+const SETTLE_EMBEDDED: Duration = Duration::from_secs(3);
+const SETTLE_SERVERS: Duration = Duration::from_secs(11);
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 /// Fractions of the images at which worker memory is read.
@@ -831,6 +835,15 @@ impl CpuUse {
             .map_or(0.0, |(_, s)| *s)
     }
 
+    /// CPU-seconds of the stack: our processes and, on servers, what they used of the
+    /// shared servers (not `postgres (other)`: other databases, background writers).
+    fn stack(&self) -> f64 {
+        self.groups
+            .iter()
+            .filter(|(g, _)| g != "postgres (other)")
+            .fold(0.0, |sum, (_, s)| sum + s)
+    }
+
     /// Busy CPU-seconds no measured process accounts for (other processes, the kernel).
     fn other(&self) -> f64 {
         (self.machine_busy - self.groups.iter().map(|(_, s)| s).sum::<f64>()).max(0.0)
@@ -1136,6 +1149,69 @@ struct Run {
     import_first: bool,
     import: ImportResult,
     data: DataResult,
+    /// `--backends servers`: what each phase did in each database.
+    import_db: Option<PgUse>,
+    data_db: Option<PgUse>,
+}
+
+/// `pg_stat_database` counters, by database role (`storage`, `import`).
+type PgUse = BTreeMap<&'static str, PgCounters>;
+
+const PG_COUNTERS: [&str; 6] = [
+    "xact_commit",
+    "xact_rollback",
+    "tup_inserted",
+    "tup_updated",
+    "tup_deleted",
+    "tup_fetched",
+];
+
+#[derive(Clone, Copy, Default)]
+struct PgCounters([i64; 6]);
+
+impl PgCounters {
+    fn minus(self, before: PgCounters) -> PgCounters {
+        let mut out = self;
+        for (o, b) in out.0.iter_mut().zip(before.0) {
+            *o -= b;
+        }
+        out
+    }
+}
+
+/// `pg_stat_database` for the storage and import databases (`None` on embedded backends).
+async fn pg_counters(servers: Option<&ServerResources>) -> Result<Option<PgUse>> {
+    use sqlx::{Connection, Row};
+    let Some(servers) = servers else {
+        return Ok(None);
+    };
+    sqlx::any::install_default_drivers();
+    let mut admin = sqlx::AnyConnection::connect(&servers.admin_url).await?;
+    let mut out = PgUse::new();
+    for (role, db) in ["storage", "import"].into_iter().zip(&servers.databases) {
+        let sql = format!(
+            "SELECT {} FROM pg_stat_database WHERE datname = $1",
+            PG_COUNTERS.join(", ")
+        );
+        let row = sqlx::query(&sql).bind(db).fetch_one(&mut admin).await?;
+        let mut c = PgCounters::default();
+        for (i, v) in c.0.iter_mut().enumerate() {
+            *v = row.try_get::<i64, _>(i)?;
+        }
+        out.insert(role, c);
+    }
+    let _ = admin.close().await;
+    Ok(Some(out))
+}
+
+fn pg_use(before: Option<PgUse>, after: Option<PgUse>) -> Option<PgUse> {
+    let (before, after) = (before?, after?);
+    Some(
+        after
+            .into_iter()
+            .map(|(role, a)| (role, a.minus(before.get(role).copied().unwrap_or_default())))
+            .collect(),
+    )
 }
 
 impl Run {
@@ -1149,6 +1225,12 @@ impl Run {
 
     fn ratio(&self, o: &Options) -> f64 {
         self.import.wall / self.limit(o)
+    }
+
+    /// The import's CPU time over the data bound's: the wall-time ratio a machine
+    /// saturated by this stack alone would show (other load moves it much less).
+    fn cpu_ratio(&self) -> f64 {
+        self.import.cpu.stack() / self.data.cpu.stack()
     }
 }
 
@@ -1202,14 +1284,25 @@ async fn run(o: &Options, command: &str) -> Result<Report> {
 
     let placement = place(o, &work, &tag).await?;
     let databases = placement.servers.as_ref().map(|s| s.databases.as_slice());
+    if let Some(dbs) = databases {
+        eprintln!(
+            "PostgreSQL databases: storage {}, import {}",
+            dbs[0], dbs[1]
+        );
+    }
     eprintln!(
         "starting storage, import-api and {} workers ({:?})…",
         o.workers, o.backends
     );
     let result = async {
         let mut stack = Stack::start(o, &work, &placement, &running.base_url).await?;
-        // Let start-up settle before reading idle memory.
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        // Let start-up settle (and its database statistics land) before reading idle
+        // memory and starting.
+        tokio::time::sleep(match o.backends {
+            Backends::Embedded => SETTLE_EMBEDDED,
+            Backends::Servers => SETTLE_SERVERS,
+        })
+        .await;
         let idle = worker_memory(&stack);
         let mut runs = Vec::new();
         for r in 0..o.runs {
@@ -1218,8 +1311,11 @@ async fn run(o: &Options, command: &str) -> Result<Report> {
             let owner = format!("bench-direct-{tag}-{r}");
             let mut import = None;
             let mut data = None;
+            let (mut import_db, mut data_db) = (None, None);
             for phase in 0..2 {
-                if (phase == 0) == import_first {
+                let db_before = pg_counters(placement.servers.as_ref()).await?;
+                let is_import = (phase == 0) == import_first;
+                if is_import {
                     eprintln!("run {}: import of {} images…", r + 1, o.images);
                     let result =
                         import_phase(o, &mut stack, &running, &folder_url, &seller, databases)
@@ -1242,11 +1338,24 @@ async fn run(o: &Options, command: &str) -> Result<Report> {
                     eprintln!("run {}: data bound {:.2} s", r + 1, result.wall);
                     data = Some(result);
                 }
+                tokio::time::sleep(match o.backends {
+                    Backends::Embedded => SETTLE_EMBEDDED,
+                    Backends::Servers => SETTLE_SERVERS,
+                })
+                .await;
+                let used = pg_use(db_before, pg_counters(placement.servers.as_ref()).await?);
+                if is_import {
+                    import_db = used;
+                } else {
+                    data_db = used;
+                }
             }
             runs.push(Run {
                 import_first,
                 import: import.context("no import")?,
                 data: data.context("no data phase")?,
+                import_db,
+                data_db,
             });
         }
         let final_hwm = worker_memory(&stack)
@@ -1369,12 +1478,12 @@ impl Report {
             o.in_flight()
         );
 
-        let _ = writeln!(md, "| run | first | import wall s | images/s | MB/s | latency bound s | data bound s | wall ÷ larger limit |");
-        let _ = writeln!(md, "|---:|---|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(md, "| run | first | import wall s | images/s | MB/s | latency bound s | data bound s | wall ÷ larger limit | CPU s ÷ data bound's |");
+        let _ = writeln!(md, "|---:|---|---:|---:|---:|---:|---:|---:|---:|");
         for (i, r) in self.runs.iter().enumerate() {
             let _ = writeln!(
                 md,
-                "| {} | {} | {:.2}{} | {:.0} | {:.1} | {:.2} | {:.2} | **{:.2}×** |",
+                "| {} | {} | {:.2}{} | {:.0} | {:.1} | {:.2} | {:.2} | **{:.2}×** | {:.2}× |",
                 i + 1,
                 if r.import_first { "import" } else { "data" },
                 r.import.wall,
@@ -1386,7 +1495,8 @@ impl Report {
                 self.total_bytes as f64 / 1e6 / r.import.wall,
                 r.latency_bound(o),
                 r.data.wall,
-                r.ratio(o)
+                r.ratio(o),
+                r.cpu_ratio()
             );
         }
         let ratio = median(self.runs.iter().map(|r| r.ratio(o)).collect());
@@ -1394,7 +1504,10 @@ impl Report {
             md,
             "\n*Import wall*: from the `POST` to the poll ({} ms apart) that saw `completed`; in \
              brackets, `finished_at − created_at` as the service recorded them. Data bound: \
-             {:.0} images/s.\n",
+             {:.0} images/s. *CPU s ÷ data bound's*: CPU time of the stack (our processes, and \
+             on servers their share of PostgreSQL, RabbitMQ and Garage) during the import over \
+             the same during the data bound: what the wall ratio would be with the cores \
+             saturated by this stack alone.\n",
             POLL_EVERY.as_millis(),
             median(self.runs.iter().map(|r| n / r.data.wall).collect())
         );
@@ -1585,6 +1698,37 @@ impl Report {
                     per(cpu.get("bench")),
                     per(cpu.machine_busy)
                 );
+            }
+        }
+
+        if self.runs.iter().any(|r| r.import_db.is_some()) {
+            let _ = writeln!(
+                md,
+                "\nPostgreSQL work per image (`pg_stat_database` of each database, read {} s \
+                 after each phase):\n",
+                SETTLE_SERVERS.as_secs()
+            );
+            let _ = writeln!(
+                md,
+                "| run | phase | database | {} |",
+                PG_COUNTERS.join(" | ")
+            );
+            let _ = writeln!(md, "|---:|---|---|{}", "---:|".repeat(PG_COUNTERS.len()));
+            for (i, r) in self.runs.iter().enumerate() {
+                for (phase, used) in [("import", &r.import_db), ("data bound", &r.data_db)] {
+                    for (role, c) in used.iter().flatten() {
+                        let cells: Vec<String> =
+                            c.0.iter()
+                                .map(|v| format!("{:.2}", *v as f64 / n))
+                                .collect();
+                        let _ = writeln!(
+                            md,
+                            "| {} | {phase} | {role} | {} |",
+                            i + 1,
+                            cells.join(" | ")
+                        );
+                    }
+                }
             }
         }
 
