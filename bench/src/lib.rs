@@ -2,7 +2,7 @@
 //! on, medians, and writing the Markdown report (with the command that produced it).
 //!
 //! The binaries: `upload-throughput` (`src/main.rs` and its modules),
-//! `upload-url-throughput` and `queue-throughput` (`src/bin/`).
+//! `upload-url-throughput`, `queue-throughput` and `import-throughput` (`src/bin/`).
 
 use std::path::Path;
 
