@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -15,23 +15,8 @@ async fn curl_script_runs_the_whole_flow_on_the_embedded_stack() {
         return;
     }
     let data = tempfile::tempdir().expect("tempdir");
-    let app_bind = format!("127.0.0.1:{}", free_port());
-    let storage_bind = format!("127.0.0.1:{}", free_port());
-    let log = data.path().join("launcher.log");
-    let mut command = Command::new(vitrine_bin());
-    stop_with_parent(&mut command);
-    let child = command
-        .arg("up")
-        .env("VITRINE_DATA_DIR", data.path())
-        .env("APP_BIND", &app_bind)
-        .env("STORAGE_BIND", &storage_bind)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&log).expect("log"))
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn vitrine up");
-    let mut launcher = Launcher { child };
+    let (mut launcher, binds, log) = Launcher::start(&["up"], data.path(), &[], &[]);
+    let app_bind = binds["APP_BIND"].clone();
 
     // Ready when the app answers /readyz (the launcher starts storage first).
     let client = http_client();

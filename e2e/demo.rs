@@ -5,9 +5,8 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -33,41 +32,19 @@ fn banner_value(log: &Path, prefix: &str) -> Option<String> {
 async fn demo_folder_url_from_the_banner_imports_offline() {
     // Arrange: `vitrine up --demo` in a temp data dir, every address on a free port.
     let data = tempfile::tempdir().expect("tempdir");
-    let binds: BTreeMap<&str, String> = [
-        "APP_BIND",
-        "STORAGE_BIND",
-        "IMPORT_BIND",
-        "IMPORT_WORKER_METRICS_BIND",
-        "DEMO_PROVIDERS_BIND",
-    ]
-    .into_iter()
-    .map(|var| (var, format!("127.0.0.1:{}", free_port())))
-    .collect();
-    let log = data.path().join("launcher.log");
-    let mut command = Command::new(vitrine_bin());
-    stop_with_parent(&mut command);
-    command
-        .args(["up", "--demo"])
-        .env("VITRINE_DATA_DIR", data.path())
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&log).expect("log"))
-        .stderr(Stdio::inherit());
     // The provider settings come from the launcher, not from this environment.
-    for var in [
-        "GOOGLE_DRIVE_API_BASE",
-        "DROPBOX_API_BASE",
-        "DROPBOX_CONTENT_BASE",
-        "GOOGLE_API_KEY",
-        "DROPBOX_ACCESS_TOKEN",
-    ] {
-        command.env_remove(var);
-    }
-    let child = command
-        .envs(&binds)
-        .spawn()
-        .expect("spawn vitrine up --demo");
-    let mut launcher = Launcher { child };
+    let (mut launcher, binds, log) = Launcher::start(
+        &["up", "--demo"],
+        data.path(),
+        &[],
+        &[
+            "GOOGLE_DRIVE_API_BASE",
+            "DROPBOX_API_BASE",
+            "DROPBOX_CONTENT_BASE",
+            "GOOGLE_API_KEY",
+            "DROPBOX_ACCESS_TOKEN",
+        ],
+    );
 
     // The banner comes once every service is ready.
     let deadline = Instant::now() + Duration::from_secs(60);

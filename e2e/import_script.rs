@@ -8,7 +8,7 @@
 mod common;
 
 use std::collections::HashSet;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -134,32 +134,23 @@ async fn import_script_runs_the_whole_flow_on_the_embedded_stack() {
         .expect("fake providers");
 
     let data = tempfile::tempdir().expect("tempdir");
-    let app_bind = format!("127.0.0.1:{}", free_port());
-    let storage_bind = format!("127.0.0.1:{}", free_port());
-    let import_bind = format!("127.0.0.1:{}", free_port());
-    let worker_bind = format!("127.0.0.1:{}", free_port());
-    let log = data.path().join("launcher.log");
-    let mut command = Command::new(vitrine_bin());
-    stop_with_parent(&mut command);
-    let child = command
-        .arg("up")
-        .env("VITRINE_DATA_DIR", data.path())
-        .env("APP_BIND", &app_bind)
-        .env("STORAGE_BIND", &storage_bind)
-        .env("IMPORT_BIND", &import_bind)
-        .env("IMPORT_WORKER_METRICS_BIND", &worker_bind)
-        .env("GOOGLE_DRIVE_API_BASE", &fake.base_url)
-        .env("GOOGLE_API_KEY", DRIVE_KEY)
-        .env("DROPBOX_API_BASE", &fake.base_url)
-        .env("DROPBOX_CONTENT_BASE", &fake.base_url)
-        .env("DROPBOX_ACCESS_TOKEN", DROPBOX_TOKEN)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&log).expect("log"))
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn vitrine up");
-    let mut launcher = Launcher { child };
+    let (mut launcher, binds, log) = Launcher::start(
+        &["up"],
+        data.path(),
+        &[
+            ("GOOGLE_DRIVE_API_BASE", fake.base_url.as_str()),
+            ("GOOGLE_API_KEY", DRIVE_KEY),
+            ("DROPBOX_API_BASE", fake.base_url.as_str()),
+            ("DROPBOX_CONTENT_BASE", fake.base_url.as_str()),
+            ("DROPBOX_ACCESS_TOKEN", DROPBOX_TOKEN),
+        ],
+        &[],
+    );
+    let (app_bind, import_bind, worker_bind) = (
+        binds["APP_BIND"].clone(),
+        binds["IMPORT_BIND"].clone(),
+        binds["IMPORT_WORKER_METRICS_BIND"].clone(),
+    );
     // The launcher starts the services one after the other; the worker comes last.
     for bind in [&app_bind, &import_bind, &worker_bind] {
         wait_ready(&mut launcher, bind, &log).await;

@@ -494,6 +494,54 @@ pub fn tools_present(test: &str) -> bool {
     false
 }
 
+/// Every address `vitrine up [--demo]` binds.
+pub const LAUNCHER_BIND_VARS: [&str; 5] = [
+    "APP_BIND",
+    "STORAGE_BIND",
+    "IMPORT_BIND",
+    "IMPORT_WORKER_METRICS_BIND",
+    "DEMO_PROVIDERS_BIND",
+];
+
+impl Launcher {
+    /// `vitrine <args>` with its data in `data`, every address of [`LAUNCHER_BIND_VARS`] on
+    /// a port that was free a moment ago (so a stack already running on the default ports
+    /// is never hit), `env` set and `unset` removed, stdout to `data/launcher.log`.
+    /// Returns the launcher, its addresses by variable, and the log's path.
+    pub fn start(
+        args: &[&str],
+        data: &Path,
+        env: &[(&str, &str)],
+        unset: &[&str],
+    ) -> (
+        Launcher,
+        std::collections::BTreeMap<&'static str, String>,
+        PathBuf,
+    ) {
+        let binds: std::collections::BTreeMap<&'static str, String> = LAUNCHER_BIND_VARS
+            .into_iter()
+            .map(|var| (var, format!("127.0.0.1:{}", free_port())))
+            .collect();
+        let log = data.join("launcher.log");
+        let mut command = Command::new(vitrine_bin());
+        stop_with_parent(&mut command);
+        command
+            .args(args)
+            .env("VITRINE_DATA_DIR", data)
+            .env("RUST_LOG", "warn")
+            .envs(&binds)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).expect("log"))
+            .stderr(Stdio::inherit());
+        for var in unset {
+            command.env_remove(var);
+        }
+        let child = command.spawn().expect("spawn vitrine");
+        (Launcher { child }, binds, log)
+    }
+}
+
 /// Runs `vitrine up`; SIGTERM (then SIGKILL) when dropped.
 pub struct Launcher {
     pub child: std::process::Child,
