@@ -31,6 +31,18 @@ impl Dialect {
             None
         }
     }
+
+    /// Placeholder `n` (1-based) of a statement whose parameters are bound in order:
+    /// `$n` on PostgreSQL, a plain `?` on SQLite. To SQLite, `$n` is a *named* parameter,
+    /// found by a linear scan when the statement is parsed and again when sqlx binds it
+    /// (it asks every parameter's name), so a many-row `INSERT` written with `$n` costs
+    /// time quadratic in its number of parameters.
+    pub fn placeholder(self, n: usize) -> String {
+        match self {
+            Dialect::Postgres => format!("${n}"),
+            Dialect::Sqlite => "?".to_owned(),
+        }
+    }
 }
 
 /// The migrations of one service, per dialect.
@@ -52,6 +64,11 @@ pub struct Database {
 pub struct PoolSettings {
     pub max_connections: u32,
     pub acquire_timeout: Duration,
+    /// SQLite: `PRAGMA wal_autocheckpoint` of every connection, in pages (SQLite's
+    /// default, 1000, is about 4 MiB of WAL). A commit that takes the WAL past it runs
+    /// the checkpoint itself, fsyncs included. A service that checkpoints on its own
+    /// (off its request path) raises it; 0 turns it off.
+    pub sqlite_wal_autocheckpoint: u32,
 }
 
 impl Default for PoolSettings {
@@ -59,6 +76,7 @@ impl Default for PoolSettings {
         PoolSettings {
             max_connections: 16,
             acquire_timeout: Duration::from_secs(10),
+            sqlite_wal_autocheckpoint: 1000,
         }
     }
 }
@@ -111,13 +129,16 @@ impl Database {
             // acquire is one more round trip to that thread per query (measured in
             // docs/benchmarks.md, `POST /uploads`).
             pool_options = pool_options.test_before_acquire(false);
-            pool_options = pool_options.after_connect(|conn, _meta| {
+            let pragmas = format!(
+                "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
+                 PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
+                 PRAGMA wal_autocheckpoint = {};",
+                settings.sqlite_wal_autocheckpoint
+            );
+            pool_options = pool_options.after_connect(move |conn, _meta| {
+                let pragmas = pragmas.clone();
                 Box::pin(async move {
-                    conn.execute(
-                        "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
-                         PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
-                    )
-                    .await?;
+                    conn.execute(pragmas.as_str()).await?;
                     Ok(())
                 })
             });
@@ -218,6 +239,12 @@ mod tests {
         assert!(path.parent().unwrap().is_dir());
         let keep = prepare_sqlite_url("sqlite://x.db?mode=ro").unwrap();
         assert_eq!(keep, "sqlite://x.db?mode=ro");
+    }
+
+    #[test]
+    fn placeholders() {
+        assert_eq!(Dialect::Postgres.placeholder(12), "$12");
+        assert_eq!(Dialect::Sqlite.placeholder(12), "?");
     }
 
     #[test]
