@@ -210,6 +210,12 @@ impl Delivery {
         &self.payload
     }
 
+    /// The SQL lease this delivery is held under (`None` on AMQP), for acking it in the
+    /// handler's own transaction ([`crate::sql::SqlLease::ack_in`]).
+    pub fn sql_lease(&self) -> Option<crate::sql::SqlLease> {
+        self.handle.as_ref().and_then(|h| h.sql_lease())
+    }
+
     /// The payload as `T`; a clear error (with the task id and type) when it is not one.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
         serde_json::from_slice(&self.payload).map_err(|source| QueueError::Decode {
@@ -241,6 +247,14 @@ impl Delivery {
         h.dead_letter(&self, truncate(reason)).await
     }
 
+    /// The handler already acked it in its own committed transaction
+    /// ([`crate::sql::SqlLease::ack_in`]): only stop holding it. A delivery without a SQL
+    /// lease is acked here.
+    pub async fn acked_in_transaction(mut self) -> Result<()> {
+        let h = self.take();
+        h.acked_in_transaction(&self).await
+    }
+
     /// Give the task back untouched for another consumer (graceful shutdown). SQL does not
     /// count it as an attempt; AMQP does (the broker marks it redelivered).
     pub async fn release(mut self) -> Result<()> {
@@ -264,6 +278,14 @@ pub(crate) trait Settle: Send + Sync {
     async fn retry(&self, d: &Delivery, after: Duration, error: &str) -> Result<()>;
     async fn dead_letter(&self, d: &Delivery, reason: &str) -> Result<()>;
     async fn release(&self, d: &Delivery) -> Result<()>;
+    /// See [`Delivery::acked_in_transaction`]; backends without SQL leases ack.
+    async fn acked_in_transaction(&self, d: &Delivery) -> Result<()> {
+        self.ack(d).await
+    }
+    /// See [`Delivery::sql_lease`].
+    fn sql_lease(&self) -> Option<crate::sql::SqlLease> {
+        None
+    }
     /// Dropped unsettled: must not block; the task must come back eventually.
     fn abandon(&self, id: &str);
 }

@@ -19,6 +19,9 @@ use crate::task::{ConsumeOptions, Delivery, QueueName, SharedQueue};
 pub enum Outcome {
     /// The work is committed: acknowledge.
     Done,
+    /// The work is committed, and the task was acked in the same transaction
+    /// ([`crate::sql::SqlLease::ack_in`] with [`TaskInfo::sql_lease`]): nothing to settle.
+    Acked,
     /// A transient failure: deliver again after `after` (attempt + 1).
     Retry { after: Duration, error: String },
     /// A permanent failure: dead-letter with `reason`.
@@ -33,6 +36,9 @@ pub struct TaskInfo {
     /// 1 on the first delivery.
     pub attempt: u32,
     pub dedup_key: Option<String>,
+    /// On the SQL backend, the lease to ack the task with inside the handler's own
+    /// transaction (then return [`Outcome::Acked`]); `None` on AMQP.
+    pub sql_lease: Option<crate::sql::SqlLease>,
 }
 
 /// Counts of what a [`Worker::run`] did.
@@ -186,6 +192,7 @@ where
         queue: delivery.queue().clone(),
         attempt: delivery.attempt(),
         dedup_key: delivery.dedup_key().map(str::to_owned),
+        sql_lease: delivery.sql_lease(),
     };
     let (outcome, counter) = match delivery.json::<T>() {
         Err(e) => {
@@ -195,6 +202,7 @@ where
         }
         Ok(payload) => match handler(payload, info.clone()).await {
             Outcome::Done => (delivery.ack().await, &counters.done),
+            Outcome::Acked => (delivery.acked_in_transaction().await, &counters.done),
             Outcome::Retry { after, error } => {
                 (delivery.retry(after, &error).await, &counters.retried)
             }

@@ -1,4 +1,4 @@
-//! SQL backend only: enqueueing inside the caller's transaction, and the reaper.
+//! SQL backend only: enqueueing and acking inside the caller's transaction, and the reaper.
 
 mod common;
 
@@ -112,6 +112,62 @@ async fn enqueue_commits_and_rolls_back_with_the_callers_transaction() {
             .unwrap_err();
         assert!(matches!(err, QueueError::UnknownQueue(_)), "{err}");
         tx.commit().await.unwrap();
+    }
+}
+
+/// A task acked inside the handler's transaction is settled when, and only when, that
+/// transaction commits; a dedup key stays taken after it.
+#[tokio::test]
+async fn ack_commits_and_rolls_back_with_the_handlers_transaction() {
+    for (_dir, db) in databases("ack_commits_and_rolls_back_with_the_handlers_transaction").await {
+        sqlx::query("CREATE TABLE done_work (id BIGINT PRIMARY KEY)")
+            .execute(&db.pool)
+            .await
+            .unwrap();
+        let queue = SqlQueue::new(&db, sql_config()).await.unwrap();
+        let name = unique_name("ack-in-tx");
+        queue.declare(&name).await.unwrap();
+        let task = || {
+            NewTask::new(&name, &7_i64)
+                .unwrap()
+                .dedup_key("seven")
+                .unwrap()
+        };
+        queue.enqueue(task()).await.unwrap();
+        let mut c = queue
+            .consume(&name, ConsumeOptions::default())
+            .await
+            .unwrap();
+        let d = c.next().await.unwrap().unwrap();
+        let lease = d.sql_lease().expect("a SQL delivery has a lease");
+
+        // Rolled back: the task is still in hand, and can be acked later.
+        let mut tx = db.pool.begin().await.unwrap();
+        assert!(lease.ack_in(&mut tx).await.unwrap(), "{:?}", db.dialect);
+        tx.rollback().await.unwrap();
+        assert_eq!(queue.stats(&name).await.unwrap().in_flight, Some(1));
+
+        // Committed with the work: settled; the delivery only lets go of it.
+        let mut tx = db.pool.begin().await.unwrap();
+        sqlx::query("INSERT INTO done_work (id) VALUES ($1)")
+            .bind(7_i64)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        assert!(lease.ack_in(&mut tx).await.unwrap());
+        tx.commit().await.unwrap();
+        d.acked_in_transaction().await.unwrap();
+        let s = queue.stats(&name).await.unwrap();
+        assert_eq!((s.depth(), s.dead), (0, 0), "{s:?}");
+
+        // Acked twice (a second delivery's handler with a stale lease): refused.
+        let mut tx = db.pool.begin().await.unwrap();
+        assert!(!lease.ack_in(&mut tx).await.unwrap());
+        tx.commit().await.unwrap();
+
+        // The dedup key stays taken.
+        let again = queue.enqueue(task()).await.unwrap();
+        assert_eq!((again.enqueued, again.duplicates), (0, 1));
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use service_kit::db::Dialect;
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -102,7 +102,7 @@ impl SqlConsumer {
                     c.attempts
                 );
                 tracing::warn!(task = c.id, queue = %self.name, %reason, "task queue: dead-lettering");
-                let settle = self.settler(c.id, c.attempts);
+                let settle = self.settler(c.id, c.attempts, c.dedup_key.is_some());
                 settle.fenced_dead(&reason).await?;
                 settle.forget();
             } else {
@@ -112,18 +112,21 @@ impl SqlConsumer {
         Ok(())
     }
 
-    fn settler(&self, id: i64, attempts: i64) -> SqlSettle {
+    fn settler(&self, id: i64, attempts: i64, keep_row: bool) -> SqlSettle {
         SqlSettle {
             queue: self.queue.clone(),
-            token: self.token.clone(),
-            row: id,
-            attempts,
+            lease: SqlLease {
+                row: id,
+                token: self.token.clone(),
+                attempts,
+                keep_row,
+            },
             held: self.held.clone(),
         }
     }
 
     fn deliver(&self, c: Claimed) -> Delivery {
-        let settle = self.settler(c.id, c.attempts);
+        let settle = self.settler(c.id, c.attempts, c.dedup_key.is_some());
         Delivery {
             id: c.id.to_string(),
             queue: self.name.clone(),
@@ -171,7 +174,7 @@ impl Consumer for SqlConsumer {
     async fn close(&mut self) -> Result<()> {
         let mut first_error = None;
         while let Some(c) = self.buffer.pop_front() {
-            let settle = self.settler(c.id, c.attempts);
+            let settle = self.settler(c.id, c.attempts, c.dedup_key.is_some());
             if let Err(e) = settle.fenced_release().await {
                 first_error.get_or_insert(e);
             }
@@ -216,11 +219,72 @@ async fn heartbeat(queue: SqlQueue, token: Arc<str>, held: Held) {
     }
 }
 
+/// The lease a SQL delivery is held under: what fences its settle statements. A handler
+/// gets it in [`crate::TaskInfo::sql_lease`] to ack the task inside its own transaction.
+#[derive(Debug, Clone)]
+pub struct SqlLease {
+    row: i64,
+    token: Arc<str>,
+    attempts: i64,
+    /// Acked tasks with a dedup key keep their row (without payload), so that the key
+    /// stays taken; the others are deleted.
+    keep_row: bool,
+}
+
+impl SqlLease {
+    /// Acks the task on `conn`, inside the caller's transaction: the ack commits or rolls
+    /// back with the caller's work (which must be in the queue's database). Returns
+    /// `false` when the lease was lost (the task is delivered again). After a commit,
+    /// the handler returns [`crate::Outcome::Acked`].
+    pub async fn ack_in(&self, conn: &mut AnyConnection) -> std::result::Result<bool, sqlx::Error> {
+        let (set, extra) = self.ack_statement();
+        let sql = fenced_sql(set);
+        let done = bind_fenced(sqlx::query(&sql), self, &extra)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+        Ok(done > 0)
+    }
+
+    fn ack_statement(&self) -> (&'static str, Vec<Extra<'static>>) {
+        if self.keep_row {
+            (
+                "UPDATE tq_tasks SET state = 'done', lease_token = NULL, lease_expires_at = NULL, \
+                 finished_at = $4",
+                vec![Extra::Int(now_ms())],
+            )
+        } else {
+            ("DELETE FROM tq_tasks", Vec::new())
+        }
+    }
+}
+
+/// `set` fenced by `(id, lease token, attempts)`: `$1`–`$3`; extra parameters from `$4`.
+fn fenced_sql(set: &str) -> String {
+    format!("{set} WHERE id = $1 AND lease_token = $2 AND attempts = $3 AND state = 'leased'")
+}
+
+fn bind_fenced<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    lease: &'q SqlLease,
+    extra: &[Extra<'q>],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    let mut q = query
+        .bind(lease.row)
+        .bind(&*lease.token)
+        .bind(lease.attempts);
+    for e in extra {
+        q = match e {
+            Extra::Int(v) => q.bind(*v),
+            Extra::Text(v) => q.bind(*v),
+        };
+    }
+    q
+}
+
 struct SqlSettle {
     queue: SqlQueue,
-    token: Arc<str>,
-    row: i64,
-    attempts: i64,
+    lease: SqlLease,
     held: Held,
 }
 
@@ -229,28 +293,19 @@ impl SqlSettle {
         self.held
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.row);
+            .remove(&self.lease.row);
     }
 
     /// Runs `set` on the row if this consumer still holds its lease for this attempt.
     async fn fenced(&self, set: &str, extra: &[Extra<'_>]) -> Result<()> {
-        let sql = format!(
-            "{set} WHERE id = $1 AND lease_token = $2 AND attempts = $3 AND state = 'leased'"
-        );
-        let mut q = sqlx::query(&sql)
-            .bind(self.row)
-            .bind(&*self.token)
-            .bind(self.attempts);
-        for e in extra {
-            q = match e {
-                Extra::Int(v) => q.bind(*v),
-                Extra::Text(v) => q.bind(*v),
-            };
-        }
-        let done = q.execute(&self.queue.inner.pool).await?.rows_affected();
+        let sql = fenced_sql(set);
+        let done = bind_fenced(sqlx::query(&sql), &self.lease, extra)
+            .execute(&self.queue.inner.pool)
+            .await?
+            .rows_affected();
         self.forget();
         if done == 0 {
-            return Err(QueueError::LeaseLost(self.row.to_string()));
+            return Err(QueueError::LeaseLost(self.lease.row.to_string()));
         }
         Ok(())
     }
@@ -283,18 +338,18 @@ enum Extra<'a> {
 
 #[async_trait]
 impl Settle for SqlSettle {
-    async fn ack(&self, d: &Delivery) -> Result<()> {
-        if d.dedup_key.is_some() {
-            // Keep the row (without its payload) so that the dedup key stays taken.
-            self.fenced(
-                "UPDATE tq_tasks SET state = 'done', lease_token = NULL, lease_expires_at = NULL, \
-                 finished_at = $4",
-                &[Extra::Int(now_ms())],
-            )
-            .await
-        } else {
-            self.fenced("DELETE FROM tq_tasks", &[]).await
-        }
+    async fn ack(&self, _d: &Delivery) -> Result<()> {
+        let (set, extra) = self.lease.ack_statement();
+        self.fenced(set, &extra).await
+    }
+
+    async fn acked_in_transaction(&self, _d: &Delivery) -> Result<()> {
+        self.forget();
+        Ok(())
+    }
+
+    fn sql_lease(&self) -> Option<SqlLease> {
+        Some(self.lease.clone())
     }
 
     async fn retry(&self, _d: &Delivery, after: Duration, error: &str) -> Result<()> {

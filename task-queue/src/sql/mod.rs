@@ -11,9 +11,13 @@
 //!   lease expired and whose task was claimed again cannot ack it ([`QueueError::LeaseLost`]),
 //!   so two consumers never both complete one task.
 //! - **Enqueue** inserts in one transaction, or inside the caller's ([`SqlQueue::enqueue_in`]).
+//! - **Ack** runs on its own, or inside the handler's transaction ([`SqlLease::ack_in`],
+//!   then [`crate::Outcome::Acked`]): the work and its ack commit together.
 
 mod consumer;
 mod schema;
+
+pub use consumer::SqlLease;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -142,7 +146,7 @@ impl SqlQueue {
         tasks: &[NewTask],
     ) -> Result<EnqueueReport> {
         self.check_declared(tasks).await?;
-        insert(conn, tasks).await
+        insert(conn, self.inner.dialect, tasks).await
     }
 
     /// Returns expired leases to `ready` and forgets old dedup keys; returns how many
@@ -265,7 +269,11 @@ impl SqlQueue {
 
 /// Multi-row inserts; duplicates of a dedup key (already present, or twice in the batch)
 /// are skipped and counted.
-async fn insert(conn: &mut AnyConnection, tasks: &[NewTask]) -> Result<EnqueueReport> {
+async fn insert(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    tasks: &[NewTask],
+) -> Result<EnqueueReport> {
     let now = now_ms();
     let mut enqueued = 0u64;
     for chunk in tasks.chunks(INSERT_CHUNK) {
@@ -278,13 +286,14 @@ async fn insert(conn: &mut AnyConnection, tasks: &[NewTask]) -> Result<EnqueueRe
             if i > 0 {
                 sql.push(',');
             }
+            let p = |k| dialect.placeholder(b + k);
             sql.push_str(&format!(
-                "(${}, ${}, ${}, 'ready', 0, ${}, ${})",
-                b + 1,
-                b + 2,
-                b + 3,
-                b + 4,
-                b + 5
+                "({}, {}, {}, 'ready', 0, {}, {})",
+                p(1),
+                p(2),
+                p(3),
+                p(4),
+                p(5)
             ));
         }
         sql.push_str(" ON CONFLICT (queue, dedup_key) DO NOTHING");
@@ -331,7 +340,7 @@ impl TaskQueue for SqlQueue {
         }
         self.check_declared(&tasks).await?;
         let mut tx = self.inner.pool.begin().await?;
-        let report = insert(&mut tx, &tasks).await?;
+        let report = insert(&mut tx, self.inner.dialect, &tasks).await?;
         tx.commit().await?;
         self.inner.wake.notify_waiters();
         Ok(report)
