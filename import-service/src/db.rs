@@ -7,8 +7,10 @@
 
 use std::collections::HashMap;
 
+use service_kit::db::Dialect;
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyPool, Row, Transaction};
+use task_queue::sql::SqlLease;
 use uuid::Uuid;
 
 use crate::providers::{FolderRef, ListingPosition, Provider, RemoteFile};
@@ -326,20 +328,35 @@ pub fn checksum_of(file: &RemoteFile) -> String {
 }
 
 /// Rows per multi-row INSERT (PostgreSQL allows 65,535 parameters; SQLite 32,766).
+/// Their placeholders come from [`Dialect::placeholder`]: never `$n` on SQLite.
 const INSERT_CHUNK: usize = 200;
 
 #[derive(Clone, Debug)]
 pub struct ImportRepo {
     pool: AnyPool,
+    dialect: Dialect,
 }
 
 impl ImportRepo {
-    pub fn new(pool: AnyPool) -> Self {
-        ImportRepo { pool }
+    pub fn new(pool: AnyPool, dialect: Dialect) -> Self {
+        ImportRepo { pool, dialect }
     }
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// SQLite: copies what the WAL holds into the database file, without waiting for
+    /// readers or writers (`PASSIVE`).
+    pub async fn checkpoint_wal(&self) -> DbResult<()> {
+        sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&self.pool)
+            .await
+            .map(drop)
     }
 
     pub async fn begin(&self) -> DbResult<Transaction<'static, Any>> {
@@ -716,14 +733,19 @@ impl ImportRepo {
         let mut found = HashMap::new();
         for chunk in files.chunks(INSERT_CHUNK) {
             let mut sql = String::from(
-                "SELECT source_id, checksum, image_id, storage_path FROM images \
-                 WHERE seller_id = $1 AND source = $2 AND source_id IN (",
+                "SELECT source_id, checksum, image_id, storage_path FROM images WHERE ",
             );
+            let p = |n| self.dialect.placeholder(n);
+            sql.push_str(&format!(
+                "seller_id = {} AND source = {} AND source_id IN (",
+                p(1),
+                p(2)
+            ));
             for i in 0..chunk.len() {
                 if i > 0 {
                     sql.push_str(", ");
                 }
-                sql.push_str(&format!("${}", i + 3));
+                sql.push_str(&p(i + 3));
             }
             sql.push(')');
             let mut query = sqlx::query(&sql).bind(seller_id).bind(source.as_str());
@@ -833,7 +855,7 @@ impl ImportRepo {
             });
         }
         for chunk in rows.chunks(INSERT_CHUNK) {
-            const COLS: usize = 16;
+            const COLS: usize = 18;
             let mut sql = String::from(
                 "INSERT INTO import_items (id, job_id, listing_id, seller_id, source_id, name, path, \
                  mime_type, size, checksum, file, state, reason, detail, image_id, storage_path, \
@@ -848,12 +870,12 @@ impl ImportRepo {
                     if c > 0 {
                         sql.push_str(", ");
                     }
-                    sql.push_str(&format!("${}", i * COLS + c + 2));
+                    sql.push_str(&self.dialect.placeholder(i * COLS + c + 1));
                 }
-                sql.push_str(", $1, $1)");
+                sql.push(')');
             }
             sql.push_str(" ON CONFLICT (job_id, source_id) DO NOTHING");
-            let mut query = sqlx::query(&sql).bind(now);
+            let mut query = sqlx::query(&sql);
             for item in chunk {
                 query = query
                     .bind(Uuid::now_v7().to_string())
@@ -871,7 +893,9 @@ impl ImportRepo {
                     .bind(item.reason)
                     .bind(&item.detail)
                     .bind(&item.image_id)
-                    .bind(&item.storage_path);
+                    .bind(&item.storage_path)
+                    .bind(now)
+                    .bind(now);
             }
             query.execute(&mut *tx).await?;
         }
@@ -965,39 +989,20 @@ impl ImportRepo {
         })))
     }
 
-    /// Records an imported item and adds it to the seller's catalog, in one transaction.
+    /// Records an imported item and adds it to the seller's catalog, in one transaction,
+    /// which also acks the file task when its SQL `lease` is given (the queue is in this
+    /// database). An item no longer `pending`/`importing` (settled by another delivery)
+    /// is left as it is and gets no catalog row. Returns whether the task was acked.
     pub async fn item_imported(
         &self,
         item: &ClaimedItem,
         source: Provider,
         stored: &StoredFile,
-    ) -> DbResult<()> {
+        lease: Option<&SqlLease>,
+    ) -> DbResult<bool> {
         let now = now_ms();
         let mut tx = self.begin().await?;
-        sqlx::query(
-            "INSERT INTO images (image_id, seller_id, source, source_id, checksum, name, size, \
-             mime_type, width, height, sha256, storage_path, job_id, item_id, imported_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(&stored.image_id)
-        .bind(&item.seller_id)
-        .bind(source.as_str())
-        .bind(&item.source_id)
-        .bind(&item.checksum)
-        .bind(&item.name)
-        .bind(stored.size)
-        .bind(&stored.mime_type)
-        .bind(stored.width)
-        .bind(stored.height)
-        .bind(&stored.sha256)
-        .bind(&stored.storage_path)
-        .bind(&item.job_id)
-        .bind(&item.id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
+        let recorded = sqlx::query(
             "UPDATE import_items SET state = 'imported', image_id = $2, storage_path = $3, \
              size = $4, mime_type = $5, reason = NULL, detail = NULL, updated_at = $6 \
              WHERE id = $1 AND state IN ('pending', 'importing')",
@@ -1010,7 +1015,37 @@ impl ImportRepo {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        tx.commit().await
+        if recorded.rows_affected() > 0 {
+            sqlx::query(
+                "INSERT INTO images (image_id, seller_id, source, source_id, checksum, name, size, \
+                 mime_type, width, height, sha256, storage_path, job_id, item_id, imported_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(&stored.image_id)
+            .bind(&item.seller_id)
+            .bind(source.as_str())
+            .bind(&item.source_id)
+            .bind(&item.checksum)
+            .bind(&item.name)
+            .bind(stored.size)
+            .bind(&stored.mime_type)
+            .bind(stored.width)
+            .bind(stored.height)
+            .bind(&stored.sha256)
+            .bind(&stored.storage_path)
+            .bind(&item.job_id)
+            .bind(&item.id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let acked = match lease {
+            Some(lease) => lease.ack_in(&mut tx).await?,
+            None => false,
+        };
+        tx.commit().await?;
+        Ok(acked)
     }
 
     /// Puts an item back to `pending` after a transient failure (its task is retried).

@@ -38,7 +38,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::Router;
 use service_kit::auth::SellerAuth;
-use service_kit::db::{Database, DatabaseCheck, PoolSettings};
+use service_kit::db::{Database, DatabaseCheck, Dialect, PoolSettings};
 use service_kit::health::{Health, ReadinessCheck};
 use task_queue::sql::SqlQueue;
 use task_queue::{QueueUrl, SharedQueue, Worker};
@@ -61,6 +61,16 @@ pub const WORKER_SERVICE_NAME: &str = "import-worker";
 
 /// How often a worker settles jobs that a stopped worker left running.
 const JOB_SWEEP_EVERY: Duration = Duration::from_secs(30);
+
+/// SQLite: how often each process checkpoints the import database's WAL itself, so that
+/// no commit of a task has to ([`SQLITE_WAL_AUTOCHECKPOINT`]).
+const SQLITE_CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// SQLite: WAL pages after which a commit checkpoints anyway (about 80 MiB): only
+/// reached when [`SQLITE_CHECKPOINT_EVERY`] cannot keep up. With SQLite's default
+/// (1,000), the commits of file tasks ran the checkpoints, fsyncs included: 5–14 % of a
+/// worker's CPU in the profiles of `docs/benchmarks.md`.
+const SQLITE_WAL_AUTOCHECKPOINT: u32 = 20_000;
 
 fn api_routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
@@ -125,10 +135,13 @@ pub async fn connect(config: &ImportConfig) -> anyhow::Result<Shared> {
         config::vars::DATABASE_URL,
         &config.database_url,
         db::migrations(),
-        &PoolSettings::default(),
+        &PoolSettings {
+            sqlite_wal_autocheckpoint: SQLITE_WAL_AUTOCHECKPOINT,
+            ..PoolSettings::default()
+        },
     )
     .await?;
-    let repo = ImportRepo::new(db.pool.clone());
+    let repo = ImportRepo::new(db.pool.clone(), db.dialect);
     let (queue, sql_queue): (SharedQueue, Option<Arc<SqlQueue>>) = match &config.queue.url {
         QueueUrl::Sql => {
             let sql = Arc::new(SqlQueue::new(&db, config.queue.sql.clone()).await?);
@@ -211,6 +224,27 @@ fn spawn_gauges(
     });
 }
 
+/// SQLite: checkpoints the WAL every [`SQLITE_CHECKPOINT_EVERY`] until `stop` (nothing
+/// on PostgreSQL).
+fn spawn_checkpointer(repo: ImportRepo, stop: CancellationToken) {
+    if repo.dialect() != Dialect::Sqlite {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(SQLITE_CHECKPOINT_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.cancelled() => return,
+            }
+            if let Err(e) = repo.checkpoint_wal().await {
+                tracing::debug!(error = %e, "WAL checkpoint failed; next one soon");
+            }
+        }
+    });
+}
+
 /// Runs `import-api` until Ctrl-C or SIGTERM.
 pub async fn run_api(config: ImportConfig) -> anyhow::Result<()> {
     let bind = config.http.bind;
@@ -223,6 +257,7 @@ pub async fn run_api(config: ImportConfig) -> anyhow::Result<()> {
         &config.queues,
         stop.clone(),
     );
+    spawn_checkpointer(shared.repo.clone(), stop.clone());
     let state = api_state(config, &shared)?;
     tracing::info!(%bind, queue = shared.queue.kind().as_str(), "import-api listening");
     let result = service_kit::http::serve(
@@ -246,6 +281,7 @@ pub async fn run_worker(
 ) -> anyhow::Result<()> {
     let shared = connect(&config).await?;
     let stop = CancellationToken::new();
+    spawn_checkpointer(shared.repo.clone(), stop.clone());
     if let Some(bind) = config.worker_metrics_bind {
         let listener = service_kit::http::bind(bind, config::vars::WORKER_METRICS_BIND).await?;
         let health = Health::new(

@@ -7,7 +7,10 @@
 //! (`pending`/`importing` → `importing`), streamed into storage under an idempotency key
 //! made of the seller's source file and its checksum (so a second try, or a second
 //! worker, gets the same image back, never a second one), and recorded `imported` with
-//! its catalog row in one transaction.
+//! its catalog row in one transaction, which on the SQL queue also acks the task.
+//!
+//! After a file, the job is checked for completion by a [`CompletionChecks`]: one check
+//! per job at a time, coalescing the files that finish meanwhile, instead of one per file.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -18,6 +21,7 @@ use futures::StreamExt;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use rand::Rng;
 use sha2::{Digest, Sha256};
+use task_queue::sql::SqlLease;
 use task_queue::{Outcome, SharedQueue, TaskInfo};
 
 use crate::config::PipelineSettings;
@@ -81,6 +85,55 @@ pub struct Pipeline {
     /// Jobs by id, for file tasks: a job's provider, folder and owner never change (its
     /// state and name do: nothing here reads those from the cache).
     jobs: Mutex<HashMap<String, Arc<JobRow>>>,
+    completion: CompletionChecks,
+}
+
+/// Completion checks after files, at most one running per job: the files finishing while
+/// their job's check runs share one more run right after it, so the last file of a job
+/// is always followed by a check, and the job completes within about two checks of its
+/// last file (progress events rarely show "all imported" while it still runs). A check
+/// that fails is left to the job sweep of `run_worker`.
+#[derive(Clone)]
+struct CompletionChecks {
+    repo: ImportRepo,
+    /// Jobs with a check running → whether another was asked for meanwhile.
+    running: Arc<Mutex<HashMap<String, bool>>>,
+}
+
+impl CompletionChecks {
+    fn new(repo: ImportRepo) -> Self {
+        CompletionChecks {
+            repo,
+            running: Arc::default(),
+        }
+    }
+
+    /// Asks for a check of `job_id` (runs in the background).
+    fn request(&self, job_id: &str) {
+        {
+            let mut running = self.running.lock().expect("completion checks");
+            if let Some(again) = running.get_mut(job_id) {
+                *again = true;
+                return;
+            }
+            running.insert(job_id.to_owned(), false);
+        }
+        tokio::spawn(self.clone().run(job_id.to_owned()));
+    }
+
+    async fn run(self, job_id: String) {
+        loop {
+            if let Err(e) = self.repo.complete_job_if_done(&job_id).await {
+                tracing::warn!(job = %job_id, error = %e, "job completion check failed; the job sweep will retry");
+            }
+            let mut running = self.running.lock().expect("completion checks");
+            let again = running.get_mut(&job_id).is_some_and(std::mem::take);
+            if !again {
+                running.remove(&job_id);
+                return;
+            }
+        }
+    }
 }
 
 /// Jobs kept in [`Pipeline::jobs`] before it is cleared.
@@ -197,6 +250,7 @@ impl Pipeline {
     ) -> Self {
         Pipeline {
             limiters: ProviderLimiters::new(settings.provider_requests_per_second),
+            completion: CompletionChecks::new(repo.clone()),
             repo,
             queue,
             queues,
@@ -387,8 +441,11 @@ impl Pipeline {
     // --------------------------------------------------------------- files
 
     /// Copies one file into storage.
-    pub async fn handle_file(&self, task: FileTask, _info: TaskInfo) -> Outcome {
-        match self.import_file(&task.item_id).await {
+    pub async fn handle_file(&self, task: FileTask, info: TaskInfo) -> Outcome {
+        match self
+            .import_file(&task.item_id, info.sql_lease.as_ref())
+            .await
+        {
             Ok(outcome) => outcome,
             Err(e) => {
                 tracing::warn!(item = %task.item_id, error = %e, "file task: database error; retrying");
@@ -400,13 +457,19 @@ impl Pipeline {
         }
     }
 
-    async fn import_file(&self, item_id: &str) -> Result<Outcome, sqlx::Error> {
+    /// `lease`: the task's SQL lease, to ack it with the "imported" write (the SQL queue
+    /// is always in the import database).
+    async fn import_file(
+        &self,
+        item_id: &str,
+        lease: Option<&SqlLease>,
+    ) -> Result<Outcome, sqlx::Error> {
         let item = match self.repo.claim_item(item_id).await? {
             Claim::Claimed(item) => item,
             // Settled by an earlier delivery, which may have died before completing the
             // job: check now.
             Claim::Settled { job_id } => {
-                self.repo.complete_job_if_done(&job_id).await?;
+                self.completion.request(&job_id);
                 return Ok(Outcome::Done);
             }
             Claim::Missing => return Ok(Outcome::Done),
@@ -424,11 +487,16 @@ impl Pipeline {
         } else {
             self.copy_to_storage(&job, &item).await
         };
+        let mut outcome = Outcome::Done;
         match result {
             Ok(stored) => {
-                self.repo
-                    .item_imported(&item, job.provider, &stored)
-                    .await?;
+                if self
+                    .repo
+                    .item_imported(&item, job.provider, &stored, lease)
+                    .await?
+                {
+                    outcome = Outcome::Acked;
+                }
                 metrics::counter!("import_items_finished_total", "state" => "imported")
                     .increment(1);
             }
@@ -452,8 +520,8 @@ impl Pipeline {
                 metrics::counter!("import_items_finished_total", "state" => "failed").increment(1);
             }
         }
-        self.repo.complete_job_if_done(&job.id).await?;
-        Ok(Outcome::Done)
+        self.completion.request(&job.id);
+        Ok(outcome)
     }
 
     /// Streams the file from the provider straight into storage (no copy in memory or
