@@ -9,11 +9,15 @@
 //!
 //! Upload URLs are asked for in batches: concurrent `POST /uploads` requests are
 //! coalesced into one `POST /internal/presign/batch` (one signed call, one database
-//! write in storage for all of them). Nothing waits to fill a batch: a request goes out
-//! at once when a call slot is free, and requests that arrive while all
-//! [`PRESIGN_CALLS_IN_FLIGHT`] slots are busy ride together on the next call. Under
-//! light load every batch has one upload; under heavy load the per-upload cost of the
-//! internal hop falls with the batch size (docs/benchmarks.md).
+//! write in storage for all of them). Nothing waits on a timer to fill a batch: a
+//! request goes out as soon as a call slot is free, and requests that arrive while all
+//! [`PRESIGN_CALLS_IN_FLIGHT`] slots are busy ride together on the next call. When the
+//! previous batch had company (load), a batch lingers for up to
+//! [`PRESIGN_LINGER_YIELDS`] scheduler yields, as long as each brings more requests:
+//! requests whose handlers are already running join it instead of starting the next
+//! one. Under light load every batch has one upload and goes out at once; under heavy
+//! load the per-upload cost of the internal hop falls with the batch size
+//! (docs/benchmarks.md).
 //!
 //! The response types below are this service's view of storage's contract
 //! (`docs/openapi/storage-service.json`); they carry only the fields the app uses.
@@ -59,6 +63,10 @@ fn item_result(item: BatchItem) -> AppResult<UploadTicket> {
 pub const PRESIGN_BATCH_MAX: usize = 64;
 /// Batch calls to storage in flight at once; more requests wait for the next batch.
 pub const PRESIGN_CALLS_IN_FLIGHT: usize = 2;
+/// A batch lingers only when the previous one had at least this many uploads (load).
+pub const PRESIGN_LINGER_AFTER: usize = 2;
+/// Most scheduler yields a lingering batch waits; it stops at the first that adds nothing.
+pub const PRESIGN_LINGER_YIELDS: usize = 3;
 
 /// `POST /internal/presign` answer; returned to the seller unchanged.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -270,23 +278,45 @@ impl StorageClient {
 /// [`PRESIGN_CALLS_IN_FLIGHT`] calls at once. Ends when every client is dropped.
 async fn run_presign_batcher(signed: SignedHttp, mut jobs: mpsc::Receiver<PresignJob>) {
     let slots = Arc::new(Semaphore::new(PRESIGN_CALLS_IN_FLIGHT));
+    let mut last_batch = 0;
     while let Some(first) = jobs.recv().await {
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
         // Everything that queued up while the slots were busy goes in this batch.
         let mut batch = vec![first];
-        while batch.len() < PRESIGN_BATCH_MAX {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+        take_queued(&mut jobs, &mut batch);
+        // Under load, let the requests the runtime is already handling join this batch:
+        // a yield runs the tasks that are ready, which is where they would queue from.
+        if last_batch >= PRESIGN_LINGER_AFTER {
+            for _ in 0..PRESIGN_LINGER_YIELDS {
+                if batch.len() >= PRESIGN_BATCH_MAX {
+                    break;
+                }
+                let before = batch.len();
+                tokio::task::yield_now().await;
+                take_queued(&mut jobs, &mut batch);
+                if batch.len() == before {
+                    break;
+                }
             }
         }
+        last_batch = batch.len();
         let signed = signed.clone();
         tokio::spawn(async move {
             signed.presign_batch(batch).await;
             drop(slot);
         });
+    }
+}
+
+/// Moves queued jobs into `batch`, up to [`PRESIGN_BATCH_MAX`].
+fn take_queued(jobs: &mut mpsc::Receiver<PresignJob>, batch: &mut Vec<PresignJob>) {
+    while batch.len() < PRESIGN_BATCH_MAX {
+        match jobs.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
+        }
     }
 }
 
@@ -370,5 +400,72 @@ impl SignedHttp {
         metrics::histogram!("app_storage_call_seconds", "call" => call, "outcome" => outcome)
             .record(started.elapsed().as_secs_f64());
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use axum::routing::post;
+    use axum::{Json, Router};
+    use shared_signing::KeyId;
+
+    use super::*;
+
+    /// A storage stand-in whose batch endpoint answers each token with an upload whose
+    /// id is the token, and records the size of every batch.
+    async fn fake_storage() -> (url::Url, Arc<Mutex<Vec<usize>>>) {
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let seen = sizes.clone();
+        let router = Router::new().route(
+            "/internal/presign/batch",
+            post(move |Json(body): Json<serde_json::Value>| {
+                let seen = seen.clone();
+                async move {
+                    let tokens = body["metadata_tokens"].as_array().cloned().unwrap();
+                    seen.lock().unwrap().push(tokens.len());
+                    let results: Vec<_> = tokens
+                        .iter()
+                        .map(|t| {
+                            serde_json::json!({ "upload": {
+                                "upload_id": t, "upload_url": "http://s/u", "method": "PUT",
+                                "headers": {}, "expires_at": "2030-01-01T00:00:00Z",
+                            }})
+                        })
+                        .collect();
+                    Json(serde_json::json!({ "results": results }))
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        (base.parse().unwrap(), sizes)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_upload_gets_its_own_answer_alone_or_batched() {
+        let (base, sizes) = fake_storage().await;
+        let keys = KeyRing::generate(KeyId::new("app1").unwrap());
+        let client =
+            StorageClient::new(base, keys, Duration::from_secs(2), Duration::from_secs(10))
+                .unwrap();
+        // Light load: a lone request goes out at once, alone.
+        assert_eq!(client.presign("lone").await.unwrap().upload_id, "lone");
+        assert_eq!(*sizes.lock().unwrap(), vec![1]);
+        // Load: batches form (and may linger), and no request is lost or mixed up.
+        let calls = (0..300).map(|i| {
+            let client = client.clone();
+            tokio::spawn(async move { (i, client.presign(&format!("t{i}")).await) })
+        });
+        for call in calls.collect::<Vec<_>>() {
+            let (i, ticket) = call.await.unwrap();
+            assert_eq!(ticket.unwrap().upload_id, format!("t{i}"));
+        }
+        let sizes = sizes.lock().unwrap();
+        assert_eq!(sizes.iter().sum::<usize>(), 301);
+        assert!(sizes.iter().all(|n| (1..=PRESIGN_BATCH_MAX).contains(n)));
+        assert!(sizes.len() < 301, "no batch formed: {sizes:?}");
     }
 }
