@@ -9,11 +9,14 @@ use fake_providers::{FakeProviders, Folder, Generate, RunningFake};
 /// Where the emulator listens, and the default.
 pub const DEMO_BIND: (&str, &str) = ("DEMO_PROVIDERS_BIND", "127.0.0.1:9900");
 
-/// The sample folder: 300 images of ~50 KiB (PNG and JPEG in turn) over the root
+/// How many images the sample folder holds (`DEMO_IMAGES`, default 300, 1–100,000).
+pub const DEMO_IMAGES: (&str, usize) = ("DEMO_IMAGES", 300);
+
+/// The sample folder: `images` images of ~50 KiB (PNG and JPEG in turn) over the root
 /// and 3 + 9 nested subfolders, 3 PDFs, 2 Google Docs (Drive only) and one broken
 /// `.jpg` that storage refuses. Fixed seed: the same folder, ids and URLs every run.
-pub fn sample_folder() -> Generate {
-    Generate::images(300)
+pub fn sample_folder(images: usize) -> Generate {
+    Generate::images(images)
         .size(50 * 1024)
         .subfolders(3)
         .depth(2)
@@ -39,7 +42,18 @@ pub fn bind(addr: &str) -> anyhow::Result<Result<std::net::TcpListener, String>>
 /// Serves the sample folder (shared over Drive and Dropbox) on `listener`, and
 /// computes its checksums in the background.
 pub fn start(listener: std::net::TcpListener) -> anyhow::Result<RunningFake> {
-    let folder = Folder::generated(sample_folder()).name("Vitrine demo");
+    let images = match std::env::var(DEMO_IMAGES.0) {
+        Ok(raw) => raw
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=100_000).contains(n))
+            .ok_or_else(|| {
+                anyhow::anyhow!("{}=`{raw}` is not a number from 1 to 100000", DEMO_IMAGES.0)
+            })?,
+        Err(_) => DEMO_IMAGES.1,
+    };
+    let folder = Folder::generated(sample_folder(images)).name("Vitrine demo");
     let fake = FakeProviders::builder()
         .drive_folder(folder.clone())
         .dropbox_folder(folder)

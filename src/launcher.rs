@@ -47,12 +47,25 @@ const APP_BIND: (&str, &str) = ("APP_BIND", "127.0.0.1:8081");
 const IMPORT_BIND: (&str, &str) = ("IMPORT_BIND", "127.0.0.1:8083");
 /// The worker serves only `/healthz`, `/readyz` and `/metrics`.
 const IMPORT_WORKER_BIND: (&str, &str) = ("IMPORT_WORKER_METRICS_BIND", "127.0.0.1:8084");
+const WEB_BIND: (&str, &str) = ("WEB_BIND", "127.0.0.1:8080");
+
+/// The origins a browser may load the web UI from: its address, and `localhost` for the
+/// same port when it listens on 127.0.0.1. The APIs allow exactly these (CORS).
+fn web_origins() -> String {
+    let bind = bind_of(WEB_BIND.0, WEB_BIND.1);
+    let mut origins = vec![format!("http://{bind}")];
+    if let Some(port) = bind.strip_prefix("127.0.0.1:") {
+        origins.push(format!("http://localhost:{port}"));
+    }
+    origins.join(",")
+}
 
 /// `demo_base`: the in-process emulator's URL (`vitrine up --demo`), given to the
 /// import services as their provider endpoints.
 fn services(data_dir: &Path, demo_base: Option<&str>) -> Vec<ServiceSpec> {
     let data = data_dir.display();
     let storage_url = format!("http://{}", bind_of(STORAGE_BIND.0, STORAGE_BIND.1));
+    let cors = ("CORS_ALLOWED_ORIGINS", web_origins());
     let demo_env = demo_base.map(crate::demo::import_env).unwrap_or_default();
     vec![
         ServiceSpec {
@@ -70,6 +83,7 @@ fn services(data_dir: &Path, demo_base: Option<&str>) -> Vec<ServiceSpec> {
                     format!("sqlite://{data}/storage.db"),
                 ),
                 ("BLOB_STORE", format!("file://{data}/blobs")),
+                cors.clone(),
             ],
         },
         ServiceSpec {
@@ -82,6 +96,7 @@ fn services(data_dir: &Path, demo_base: Option<&str>) -> Vec<ServiceSpec> {
                 ("STORAGE_URL", storage_url.clone()),
                 // The embedded stack is for development: dev login on.
                 ("AUTH_DEV_LOGIN", "true".to_owned()),
+                cors.clone(),
             ],
         },
         ServiceSpec {
@@ -92,6 +107,7 @@ fn services(data_dir: &Path, demo_base: Option<&str>) -> Vec<ServiceSpec> {
             defaults: [
                 ("IMPORT_DATABASE_URL", format!("sqlite://{data}/import.db")),
                 ("STORAGE_URL", storage_url.clone()),
+                cors,
             ]
             .into_iter()
             .chain(demo_env.iter().cloned())
@@ -105,11 +121,31 @@ fn services(data_dir: &Path, demo_base: Option<&str>) -> Vec<ServiceSpec> {
             keys: &["IMPORT_STORAGE_KEYS"],
             defaults: [
                 ("IMPORT_DATABASE_URL", format!("sqlite://{data}/import.db")),
-                ("STORAGE_URL", storage_url),
+                ("STORAGE_URL", storage_url.clone()),
             ]
             .into_iter()
             .chain(demo_env)
             .collect(),
+        },
+        ServiceSpec {
+            name: "web",
+            bind_var: WEB_BIND.0,
+            default_bind: WEB_BIND.1,
+            keys: &[],
+            defaults: vec![
+                (
+                    "WEB_APP_API_URL",
+                    format!("http://{}", bind_of(APP_BIND.0, APP_BIND.1)),
+                ),
+                (
+                    "WEB_IMPORT_API_URL",
+                    format!("http://{}", bind_of(IMPORT_BIND.0, IMPORT_BIND.1)),
+                ),
+                (
+                    "WEB_STORAGE_PUBLIC_URL",
+                    std::env::var("STORAGE_PUBLIC_URL").unwrap_or(storage_url),
+                ),
+            ],
         },
     ]
 }
@@ -223,8 +259,17 @@ fn print_banner(
 ) {
     println!();
     println!("  Vitrine is running (data in {}):", data_dir.display());
+    println!();
+    println!(
+        "  Open the web UI:  http://{}",
+        bind_of(WEB_BIND.0, WEB_BIND.1)
+    );
+    println!();
     for spec in specs {
         let bind = spec.bind();
+        if spec.name == "web" {
+            continue;
+        }
         if spec.name == "import-worker" {
             println!("    {:<13} http://{bind}/metrics", spec.name);
         } else {

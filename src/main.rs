@@ -7,6 +7,7 @@
 //!   `vitrine serve <service>`), prefixes its log lines, waits for readiness, restarts a
 //!   crashed child with backoff, and stops everything on Ctrl-C. With `--demo` it also
 //!   runs the provider emulator in-process with a sample folder.
+//!   The web UI (crate `web`) is one of those services; its URL is printed first.
 //! - [`demo`]: the in-process provider emulator and sample folder of `vitrine up --demo`.
 //! - [`local_keys`]: the keys the embedded stack generates on first run and keeps in `./data`.
 
@@ -25,8 +26,9 @@ USAGE:
                                  folder (nested images, non-images, a broken file) and
                                  its URL to paste into the import: try it offline
                                  (DEMO_PROVIDERS_BIND, default 127.0.0.1:9900)
+                                 (DEMO_IMAGES sets how many images, default 300)
     vitrine serve <service>      run one service in this process (storage, app,
-                                 import-api, import-worker)
+                                 import-api, import-worker, web)
     vitrine token --seller ID    print a seller token (JWT) for the local stack's dev issuer
     vitrine help                 this text
 
@@ -93,8 +95,17 @@ fn serve(service: &str) -> ExitCode {
                 Err(e) => Err(e.into()),
             }
         }
+        "web" => {
+            service_kit::telemetry::init_tracing(web::SERVICE_NAME);
+            match web::WebConfig::from_env(&env) {
+                Ok(config) => runtime.block_on(web::run(config)),
+                Err(e) => Err(e.into()),
+            }
+        }
         other => {
-            eprintln!("unknown service `{other}`; known: storage, app, import-api, import-worker");
+            eprintln!(
+                "unknown service `{other}`; known: storage, app, import-api, import-worker, web"
+            );
             return ExitCode::from(2);
         }
     };
