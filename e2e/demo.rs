@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -19,14 +18,6 @@ const NON_IMAGES: usize = 3;
 const DOCS: usize = 2;
 const FOLDER_LINE: &str = "Demo folder (paste into the import): ";
 const DROPBOX_LINE: &str = "Demo Dropbox link (the same folder): ";
-
-/// The banner line starting with `prefix`, once the launcher has printed it.
-fn banner_value(log: &Path, prefix: &str) -> Option<String> {
-    let text = std::fs::read_to_string(log).ok()?;
-    text.lines()
-        .find_map(|line| line.trim().strip_prefix(prefix.trim_start()))
-        .map(|v| v.trim().to_owned())
-}
 
 #[tokio::test]
 async fn demo_folder_url_from_the_banner_imports_offline() {
@@ -47,24 +38,8 @@ async fn demo_folder_url_from_the_banner_imports_offline() {
     );
 
     // The banner comes once every service is ready.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let folder_url = loop {
-        if let Ok(Some(status)) = launcher.child.try_wait() {
-            panic!(
-                "vitrine up --demo exited with {status}; output:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        }
-        if let Some(url) = banner_value(&log, FOLDER_LINE) {
-            break url;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no demo folder in the banner after 60 s; output:\n{}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let folder_url =
+        wait_for_banner(&mut launcher, &log, FOLDER_LINE, Duration::from_secs(60)).await;
     assert!(
         folder_url.starts_with("https://drive.google.com/drive/folders/"),
         "{folder_url}"

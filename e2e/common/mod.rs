@@ -495,7 +495,8 @@ pub fn tools_present(test: &str) -> bool {
 }
 
 /// Every address `vitrine up [--demo]` binds.
-pub const LAUNCHER_BIND_VARS: [&str; 5] = [
+pub const LAUNCHER_BIND_VARS: [&str; 6] = [
+    "WEB_BIND",
     "APP_BIND",
     "STORAGE_BIND",
     "IMPORT_BIND",
@@ -539,6 +540,42 @@ impl Launcher {
         }
         let child = command.spawn().expect("spawn vitrine");
         (Launcher { child }, binds, log)
+    }
+}
+
+/// The value after `prefix` on a line of the launcher's banner in `log`, once printed.
+pub fn banner_value(log: &Path, prefix: &str) -> Option<String> {
+    let text = std::fs::read_to_string(log).ok()?;
+    text.lines()
+        .find_map(|line| line.trim().strip_prefix(prefix.trim_start()))
+        .map(|v| v.trim().to_owned())
+}
+
+/// Waits (up to `within`) for the banner line starting with `prefix`; panics with the
+/// launcher's output if the launcher exits or the line never comes.
+pub async fn wait_for_banner(
+    launcher: &mut Launcher,
+    log: &Path,
+    prefix: &str,
+    within: Duration,
+) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Ok(Some(status)) = launcher.child.try_wait() {
+            panic!(
+                "vitrine exited with {status}; output:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        if let Some(value) = banner_value(log, prefix) {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {prefix:?} line in the banner after {within:?}; output:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

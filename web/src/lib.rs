@@ -65,9 +65,10 @@ pub struct WebConfig {
 
 impl WebConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let assets_dir = PathBuf::from(
-            env.string_or(vars::ASSETS_DIR, concat!(env!("CARGO_MANIFEST_DIR"), "/static")),
-        );
+        let assets_dir = PathBuf::from(env.string_or(
+            vars::ASSETS_DIR,
+            concat!(env!("CARGO_MANIFEST_DIR"), "/static"),
+        ));
         if !assets_dir.join("index.html").is_file() {
             return Err(ConfigError::new(
                 vars::ASSETS_DIR,
@@ -166,7 +167,9 @@ pub fn router(config: &WebConfig) -> Router {
                 async move { Json(body).into_response() }
             }),
         )
-        .merge(health.routes())
+        .merge(health.routes());
+    // Outside the shared layers, so that every answer (a 404 too) carries these headers.
+    service_kit::http::standard_layers(app, SERVICE_NAME, &config.http)
         .layer(SetResponseHeaderLayer::overriding(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_str(&content_security_policy(config))
@@ -192,8 +195,7 @@ pub fn router(config: &WebConfig) -> Router {
         .layer(SetResponseHeaderLayer::overriding(
             HeaderName::from_static("cross-origin-opener-policy"),
             HeaderValue::from_static("same-origin"),
-        ));
-    service_kit::http::standard_layers(app, SERVICE_NAME, &config.http)
+        ))
 }
 
 /// Serves the UI until Ctrl-C or SIGTERM.

@@ -1,6 +1,6 @@
 // format.js: how numbers, sizes, dates, money and sources read on screen.
 
-const sizeUnits = ["B", "KB", "MB", "GB"];
+const sizeUnits = ["B", "KiB", "MiB", "GiB"];
 
 export function bytes(n) {
   if (!Number.isFinite(n)) return "–";

@@ -129,11 +129,12 @@ class JobCard {
     this.job = job;
     const c = job.counts;
     const settled = c.imported + c.skipped + c.failed;
-    const listing = job.pages?.pending > 0;
-    const running = job.state === "running";
+    // States: listing (pages of the folder still being read), importing, completed, failed.
+    const listing = job.state === "listing" || job.pages?.pending > 0;
+    const running = job.state === "listing" || job.state === "importing";
     this.title.textContent = job.folder_name || job.folder_url;
     this.state.textContent = running ? (listing ? "listing folder" : "importing") : job.state;
-    this.state.className = `badge ${job.state}`;
+    this.state.className = `badge ${running ? "running" : job.state}`;
     this.meta.textContent = `${fmt.source(job.provider)} · started ${fmt.dateTime(job.created_at)}`
       + (job.finished_at ? ` · finished ${fmt.dateTime(job.finished_at)}` : "");
     const fraction = running ? (c.discovered ? settled / c.discovered : 0) : 1;
@@ -151,7 +152,8 @@ class JobCard {
 
   renderActions() {
     const job = this.job;
-    const canRetry = job.state !== "running" && (job.counts.failed > 0 || job.pages?.failed > 0);
+    const finished = job.state === "completed" || job.state === "failed";
+    const canRetry = finished && (job.counts.failed > 0 || job.pages?.failed > 0);
     replace(this.actions,
       canRetry ? h("button", { class: "button small", type: "button", onclick: () => this.retry() },
         `Retry ${fmt.count(job.counts.failed)} failed`) : null);
@@ -184,7 +186,7 @@ class JobCard {
         h("div", { class: "table-scroll" }, h("table", {},
           h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "File"), h("th", { scope: "col" }, "Reason"), h("th", { scope: "col" }, "Details"))),
           h("tbody", {}, page.items.map((item) => h("tr", {},
-            h("td", {}, item.path || item.name),
+            h("td", {}, item.path ? `${item.path}/${item.name}` : item.name),
             h("td", {}, h("code", {}, item.reason || "–")),
             h("td", {}, item.detail || "")))))),
         page.next_cursor ? h("p", { class: "hint" }, "Showing the first 100 failed items.") : null);

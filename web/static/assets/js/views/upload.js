@@ -64,7 +64,8 @@ export function mount(root) {
     if (previewUrl) URL.revokeObjectURL(previewUrl);
     previewUrl = URL.createObjectURL(file);
     replace(facts, h("div", { class: "file-facts" },
-      h("img", { src: previewUrl, alt: `Preview of ${file.name}` }),
+      // A file the browser cannot draw (not really an image) shows no broken preview.
+      h("img", { src: previewUrl, alt: `Preview of ${file.name}`, onerror: (e) => { e.target.hidden = true; } }),
       h("dl", {},
         h("dt", {}, "Name"), h("dd", {}, file.name),
         h("dt", {}, "Type"), h("dd", {}, file.type || "unknown"),
