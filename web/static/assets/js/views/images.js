@@ -24,8 +24,12 @@ export function mount(root) {
   const status = h("p", { class: "gallery-status", role: "status" });
   const more = h("button", { class: "button subtle", type: "button", hidden: true, onclick: () => loadPage() }, "Load more");
   const sentinel = h("div", { "aria-hidden": "true" });
+  // Whether the end of the grid is near the screen; a page that lands while it still is
+  // (a fast scroller, a tall screen) loads the next one, as the observer will not fire again.
+  let nearEnd = false;
   const observer = new IntersectionObserver((entries) => {
-    if (entries.some((e) => e.isIntersecting) && cursor && !loading) loadPage();
+    nearEnd = entries[entries.length - 1].isIntersecting;
+    if (nearEnd && cursor && !loading) loadPage();
   }, { rootMargin: "800px 0px" });
   observer.observe(sentinel);
 
@@ -66,6 +70,7 @@ export function mount(root) {
       if (mine === generation) {
         loading = false;
         more.disabled = false;
+        if (nearEnd && cursor && !stop.signal.aborted) requestAnimationFrame(() => nearEnd && cursor && !loading && loadPage());
       }
     }
   }
