@@ -549,8 +549,10 @@ Common to every service:
   that fits; clients branch on `code`, never on `message`.
 - Seller endpoints take `Authorization: Bearer <JWT>` (see [security.md](security.md#seller-tokens-service-kitsrcauth));
   another seller's resource is a `404`, exactly like a missing one.
-- Lists are newest first, keyset-paginated: `limit` (1–500, default 50) and `cursor` = the
-  previous page's `next_cursor` (`null` on the last page).
+- Lists are newest first (an import's items: in discovery order), keyset-paginated:
+  `cursor` = the previous page's `next_cursor`; `limit` 1–100, default 20, for products
+  (`next_cursor` absent on the last page), 1–500, default 50, for the Import Service
+  (`next_cursor: null` on the last page).
 - Every answer carries an `x-request-id` (the caller's, or a new UUID).
 ";
 
