@@ -9,43 +9,15 @@ mod common;
 
 use std::collections::HashSet;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
-use fake_providers::{FakeProviders, Folder, Generate};
+use fake_providers::{Folder, Generate};
 use serde_json::Value;
 
 const IMAGES: usize = 30;
 const DRIVE_KEY: &str = "e2e-drive-key";
 const DROPBOX_TOKEN: &str = "e2e-dropbox-token";
-
-/// Waits until `http://{bind}/readyz` answers 200, failing early if the launcher exits.
-async fn wait_ready(launcher: &mut Launcher, bind: &str, log: &std::path::Path) {
-    let client = http_client();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        if let Ok(Some(status)) = launcher.child.try_wait() {
-            panic!(
-                "vitrine up exited with {status}; output:\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-        let ready = client
-            .get(format!("http://{bind}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success());
-        if ready {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{bind} was not ready in 90 s; output:\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// Runs the script for one folder; returns its stdout after asserting it succeeded.
 async fn run_script(
@@ -122,30 +94,9 @@ async fn import_script_runs_the_whole_flow_on_the_embedded_stack() {
             .seed(11),
     )
     .name("e2e shop");
-    let fake = FakeProviders::builder()
-        .drive_folder(folder.clone())
-        .dropbox_folder(folder)
-        .drive_api_key(DRIVE_KEY)
-        .dropbox_token(DROPBOX_TOKEN)
-        .build()
-        .expect("fake folders")
-        .serve_on_loopback()
-        .await
-        .expect("fake providers");
-
     let data = tempfile::tempdir().expect("tempdir");
-    let (mut launcher, binds, log) = Launcher::start(
-        &["up"],
-        data.path(),
-        &[
-            ("GOOGLE_DRIVE_API_BASE", fake.base_url.as_str()),
-            ("GOOGLE_API_KEY", DRIVE_KEY),
-            ("DROPBOX_API_BASE", fake.base_url.as_str()),
-            ("DROPBOX_CONTENT_BASE", fake.base_url.as_str()),
-            ("DROPBOX_ACCESS_TOKEN", DROPBOX_TOKEN),
-        ],
-        &[],
-    );
+    let (fake, mut launcher, binds, log) =
+        launch_with_fake_folder(folder, DRIVE_KEY, DROPBOX_TOKEN, data.path()).await;
     let (app_bind, import_bind, worker_bind) = (
         binds["APP_BIND"].clone(),
         binds["IMPORT_BIND"].clone(),
@@ -153,7 +104,7 @@ async fn import_script_runs_the_whole_flow_on_the_embedded_stack() {
     );
     // The launcher starts the services one after the other; the worker comes last.
     for bind in [&app_bind, &import_bind, &worker_bind] {
-        wait_ready(&mut launcher, bind, &log).await;
+        launcher.wait_ready(bind, &log).await;
     }
 
     // Google Drive: 30 images imported; the Doc and the PDF skipped.

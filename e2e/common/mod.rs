@@ -601,3 +601,83 @@ impl Drop for Launcher {
         let _ = self.child.wait();
     }
 }
+
+impl Launcher {
+    /// Waits until `http://{bind}/readyz` answers 200, failing early (with the launcher's
+    /// output from `log`) if the launcher exits or 90 s pass.
+    pub async fn wait_ready(&mut self, bind: &str, log: &Path) {
+        let client = http_client();
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "vitrine up exited with {status}; output:\n{}",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                );
+            }
+            let ready = client
+                .get(format!("http://{bind}/readyz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ready {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{bind} was not ready in 90 s; output:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// `vitrine up` (see [`Launcher::start`]) with its import services pointed at
+/// `fake-providers` serving `folder` over both Google Drive and Dropbox, which want
+/// `drive_key` and `dropbox_token`. Returns the emulator too.
+pub async fn launch_with_fake_folder(
+    folder: fake_providers::Folder,
+    drive_key: &str,
+    dropbox_token: &str,
+    data: &Path,
+) -> (
+    fake_providers::RunningFake,
+    Launcher,
+    std::collections::BTreeMap<&'static str, String>,
+    PathBuf,
+) {
+    let fake = fake_providers::FakeProviders::builder()
+        .drive_folder(folder.clone())
+        .dropbox_folder(folder)
+        .drive_api_key(drive_key)
+        .dropbox_token(dropbox_token)
+        .build()
+        .expect("fake folders")
+        .serve_on_loopback()
+        .await
+        .expect("fake providers");
+    let (launcher, binds, log) = Launcher::start(
+        &["up"],
+        data,
+        &fake_provider_env(&fake.base_url, drive_key, dropbox_token),
+        &[],
+    );
+    (fake, launcher, binds, log)
+}
+
+/// The import services' provider settings for a `fake-providers` at `base_url` that
+/// wants `drive_key` and `dropbox_token` (for [`Launcher::start`]'s `env`).
+pub fn fake_provider_env<'a>(
+    base_url: &'a str,
+    drive_key: &'a str,
+    dropbox_token: &'a str,
+) -> [(&'a str, &'a str); 5] {
+    [
+        ("GOOGLE_DRIVE_API_BASE", base_url),
+        ("GOOGLE_API_KEY", drive_key),
+        ("DROPBOX_API_BASE", base_url),
+        ("DROPBOX_CONTENT_BASE", base_url),
+        ("DROPBOX_ACCESS_TOKEN", dropbox_token),
+    ]
+}

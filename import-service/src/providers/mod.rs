@@ -253,7 +253,27 @@ impl ProviderError {
         } else {
             "connection-failed"
         };
-        ProviderError::transient(provider, reason, None, format!("{during}: {e}"))
+        ProviderError::transient(
+            provider,
+            reason,
+            None,
+            format!("{during}: {}", without_query(e)),
+        )
+    }
+}
+
+/// `e` as text, with the query of its URL left out: reqwest names the URL in its errors,
+/// and a Drive URL carries `key=GOOGLE_API_KEY`. The text becomes an item's `detail`,
+/// which the seller sees, and a log line.
+fn without_query(e: &reqwest::Error) -> String {
+    let text = e.to_string();
+    match e.url() {
+        Some(url) if url.query().is_some() => {
+            let mut shown = url.clone();
+            shown.set_query(None);
+            text.replace(url.as_str(), &format!("{shown}?…"))
+        }
+        _ => text,
     }
 }
 
@@ -323,6 +343,33 @@ pub fn image_type_of_name(name: &str) -> Option<Result<ImageType, SkipReason>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn transport_errors_never_show_the_query_and_its_api_key() {
+        // A loopback port nobody listens on: the connection is refused.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let url = format!("http://127.0.0.1:{port}/drive/v3/files/abc?key=SECRET-KEY&alt=media");
+        let e = reqwest::Client::new()
+            .get(&url)
+            .send()
+            .await
+            .expect_err("nothing listens there");
+        assert!(
+            e.to_string().contains("SECRET-KEY"),
+            "reqwest shows the URL: {e}"
+        );
+        let error = ProviderError::from_transport(Provider::GoogleDrive, &e, "downloading abc");
+        assert_eq!(error.reason, "connection-failed");
+        assert!(!error.message.contains("SECRET-KEY"), "{}", error.message);
+        assert!(
+            error.message.contains("/drive/v3/files/abc?…"),
+            "{}",
+            error.message
+        );
+    }
 
     #[test]
     fn retry_after_seconds_and_dates() {
