@@ -17,6 +17,21 @@ pub const KEY_VARS: [(&str, &str); 3] = [
 /// The dev issuer's HS256 secret for seller tokens (`vitrine token`, `POST /auth/token`).
 pub const JWT_SECRET_VAR: &str = "JWT_HS256_SECRET";
 
+/// A fresh value for every key variable: each key ring with its one key, and the
+/// HS256 secret (`vitrine keys` prints these; the local stack keeps them).
+pub fn generate() -> anyhow::Result<BTreeMap<String, String>> {
+    let mut keys = BTreeMap::new();
+    for (var, kid) in KEY_VARS {
+        let ring = KeyRing::generate(KeyId::new(kid)?);
+        keys.insert(var.to_owned(), ring.to_env_value());
+    }
+    keys.insert(
+        JWT_SECRET_VAR.to_owned(),
+        service_kit::auth::AuthConfig::generate_dev_secret(),
+    );
+    Ok(keys)
+}
+
 /// Loads `<data>/keys.env`, generating and saving any key that is missing.
 pub fn load_or_generate(data_dir: &Path) -> anyhow::Result<BTreeMap<String, String>> {
     let path = data_dir.join("keys.env");
@@ -29,19 +44,11 @@ pub fn load_or_generate(data_dir: &Path) -> anyhow::Result<BTreeMap<String, Stri
         }
     }
     let mut changed = false;
-    for (var, kid) in KEY_VARS {
-        if !keys.contains_key(var) {
-            let ring = KeyRing::generate(KeyId::new(kid)?);
-            keys.insert(var.to_owned(), ring.to_env_value());
+    for (var, value) in generate()? {
+        if let std::collections::btree_map::Entry::Vacant(slot) = keys.entry(var) {
+            slot.insert(value);
             changed = true;
         }
-    }
-    if !keys.contains_key(JWT_SECRET_VAR) {
-        keys.insert(
-            JWT_SECRET_VAR.to_owned(),
-            service_kit::auth::AuthConfig::generate_dev_secret(),
-        );
-        changed = true;
     }
     if changed {
         std::fs::create_dir_all(data_dir)?;

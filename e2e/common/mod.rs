@@ -401,23 +401,35 @@ impl ServiceProcess {
     ) -> ServiceProcess {
         let port = free_port();
         let bind = format!("127.0.0.1:{port}");
-        let log = logs.join(format!("{name}.log"));
-        let log_file = std::fs::File::create(&log).expect("log file");
         let mut command = Command::new(vitrine_bin());
-        stop_with_parent(&mut command);
-        let child = command
+        command
             .args(["serve", name])
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env(bind_var, &bind)
             .env("LOG_FORMAT", "json")
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "info");
+        Self::spawn(name, command, &bind, logs).await
+    }
+
+    /// Runs `command` (its environment already set, `bind` being where it serves
+    /// `/readyz`), output to `<logs>/<name>.log`, and waits until it is ready.
+    pub async fn spawn(
+        name: &'static str,
+        mut command: Command,
+        bind: &str,
+        logs: &Path,
+    ) -> ServiceProcess {
+        let log = logs.join(format!("{name}.log"));
+        let log_file = std::fs::File::create(&log).expect("log file");
+        stop_with_parent(&mut command);
+        let child = command
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("log"))
             .stderr(log_file)
             .spawn()
-            .expect("spawn vitrine");
+            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
         let mut process = ServiceProcess {
             name,
             url: format!("http://{bind}"),

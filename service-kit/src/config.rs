@@ -4,8 +4,9 @@
 //! variable stops start-up with one message that names the variable, what was
 //! wrong, and what a valid value looks like.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A configuration problem, naming the variable at fault.
@@ -30,12 +31,14 @@ impl ConfigError {
 #[derive(Debug, Clone, Default)]
 pub struct Env {
     overrides: Option<HashMap<String, String>>,
+    /// Every variable asked for, set or not (see [`Env::recording`]).
+    asked: Option<Arc<Mutex<BTreeSet<String>>>>,
 }
 
 impl Env {
     /// The process environment.
     pub fn process() -> Self {
-        Env { overrides: None }
+        Env::default()
     }
 
     /// A fixed set of variables (tests, the launcher).
@@ -52,11 +55,41 @@ impl Env {
                     .map(|(k, v)| (k.into(), v.into()))
                     .collect(),
             ),
+            asked: None,
         }
+    }
+
+    /// Like [`Env::from_pairs`], and remembers the name of every variable a
+    /// configuration asks for ([`Env::asked`]): how a test tells which of the variables
+    /// it was given a service actually reads (e.g. those `docker-compose.yml` passes).
+    pub fn recording<I, K, V>(pairs: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        Env {
+            asked: Some(Arc::default()),
+            ..Env::from_pairs(pairs)
+        }
+    }
+
+    /// The variables asked for so far, when built with [`Env::recording`] (else empty).
+    pub fn asked(&self) -> BTreeSet<String> {
+        self.asked
+            .as_ref()
+            .map(|asked| asked.lock().unwrap_or_else(|e| e.into_inner()).clone())
+            .unwrap_or_default()
     }
 
     /// The raw value, with empty strings treated as unset.
     pub fn get(&self, var: &str) -> Option<String> {
+        if let Some(asked) = &self.asked {
+            asked
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(var.to_owned());
+        }
         let value = match &self.overrides {
             Some(map) => map.get(var).cloned(),
             None => std::env::var(var).ok(),
@@ -187,6 +220,19 @@ pub fn parse_byte_size(raw: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_recording_env_names_every_variable_asked_for_set_or_not() {
+        let env = Env::recording([("SET", "1"), ("NEVER_ASKED", "x"), ("BLANK", " ")]);
+        assert_eq!(env.parse_or("SET", 0u32).unwrap(), 1);
+        assert_eq!(env.string_or("UNSET", "d"), "d");
+        assert!(env.bool_or("BLANK", true).unwrap());
+        // Clones share the record: a config may pass the Env on to another reader.
+        let _ = env.clone().list("VIA_CLONE");
+        let asked: Vec<String> = env.asked().into_iter().collect();
+        assert_eq!(asked, ["BLANK", "SET", "UNSET", "VIA_CLONE"]);
+        assert!(Env::from_pairs([("A", "1")]).asked().is_empty());
+    }
 
     #[test]
     fn parse_errors_name_the_variable() {

@@ -18,10 +18,14 @@ use tracing_subscriber::EnvFilter;
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
+/// The variables [`init_tracing`] reads from the process environment (not through
+/// [`crate::Env`]): the filter and the format.
+pub const VARS: [&str; 2] = ["RUST_LOG", "LOG_FORMAT"];
+
 /// Installs the global subscriber. Safe to call more than once (later calls do nothing).
 pub fn init_tracing(service: &'static str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = match std::env::var("LOG_FORMAT").as_deref() {
+    let json = match std::env::var(VARS[1]).as_deref() {
         Ok("json") => true,
         Ok("pretty") => false,
         _ => !std::io::stdout().is_terminal(),
