@@ -3,7 +3,8 @@
 //! The request is checked here with the same rules storage applies (so a seller gets
 //! the precise error, and storage is not asked for what it would refuse), the
 //! metadata is signed (purpose `upload-metadata`, the app↔storage key), and storage's
-//! `POST /internal/presign` records the pending upload and mints the URL.
+//! `POST /internal/presign/batch` (concurrent requests coalesced into one call, see
+//! `storage_client`) records the pending upload and mints the URL.
 
 use axum::extract::State;
 use axum::http::StatusCode;

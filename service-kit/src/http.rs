@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::extract::Request;
-use axum::http::{HeaderValue, Method, StatusCode};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -119,6 +119,9 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
             http::header::ETAG,
             http::header::CONTENT_RANGE,
             http::header::RETRY_AFTER,
+            // `202`/`201` answers point at what they made; a replayed product says so.
+            http::header::LOCATION,
+            HeaderName::from_static("idempotent-replayed"),
         ])
         .max_age(Duration::from_secs(600));
     if origins.iter().any(|o| o == "*") {
