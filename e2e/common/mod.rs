@@ -547,6 +547,67 @@ pub struct Launcher {
     pub child: std::process::Child,
 }
 
+/// Banner lines of `vitrine up --demo` (src/launcher.rs) with the demo folder's URLs.
+pub const DEMO_FOLDER_LINE: &str = "Demo folder (paste into the import): ";
+pub const DEMO_DROPBOX_LINE: &str = "Demo Dropbox link (the same folder): ";
+
+/// The value of the banner line starting with `prefix` in the launcher's log, once printed.
+pub fn banner_value(log: &Path, prefix: &str) -> Option<String> {
+    let text = std::fs::read_to_string(log).ok()?;
+    text.lines()
+        .find_map(|line| line.trim().strip_prefix(prefix.trim_start()))
+        .map(|v| v.trim().to_owned())
+}
+
+impl Launcher {
+    /// `vitrine up --demo` as [`Launcher::start`] runs it, with the provider settings
+    /// coming from the launcher (the emulator), not from this test's environment.
+    pub fn start_demo(
+        data: &Path,
+    ) -> (
+        Launcher,
+        std::collections::BTreeMap<&'static str, String>,
+        PathBuf,
+    ) {
+        Launcher::start(
+            &["up", "--demo"],
+            data,
+            &[],
+            &[
+                "GOOGLE_DRIVE_API_BASE",
+                "DROPBOX_API_BASE",
+                "DROPBOX_CONTENT_BASE",
+                "GOOGLE_API_KEY",
+                "DROPBOX_ACCESS_TOKEN",
+            ],
+        )
+    }
+
+    /// Waits (up to 60 s) for the banner line starting with `prefix` (the banner comes once
+    /// every service is ready) and returns its value; panics with the log if the launcher
+    /// exits first.
+    pub async fn banner(&mut self, log: &Path, prefix: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "vitrine exited with {status}; output:\n{}",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                );
+            }
+            if let Some(value) = banner_value(log, prefix) {
+                return value;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no `{prefix}` in the banner after 60 s; output:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
 impl Drop for Launcher {
     fn drop(&mut self) {
         // SAFETY: signalling our own child.
