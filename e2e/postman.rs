@@ -63,13 +63,15 @@ fn dotenv_value(path: &Path, name: &str) -> String {
         .to_owned()
 }
 
-/// Names of every request in a collection's (nested) items.
+/// Names of every request in a collection's (nested) items; they are unique (the poll
+/// requests name themselves as the next request, and the report is matched by name).
 fn request_names(items: &Value, into: &mut BTreeSet<String>) {
     for item in items.as_array().expect("items") {
         match item.get("item") {
             Some(children) => request_names(children, into),
             None => {
-                into.insert(item["name"].as_str().expect("name").to_owned());
+                let name = item["name"].as_str().expect("name");
+                assert!(into.insert(name.to_owned()), "two requests named `{name}`");
             }
         }
     }

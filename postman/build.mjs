@@ -586,7 +586,7 @@ const uploadUrls = folder(
     '5. Rejections: upload URLs',
     '`POST /uploads` checks the declaration before storage records anything.',
     [
-        uploadRefused('Not JSON', { raw: 'filename=swatch.png', type: 'application/x-www-form-urlencoded' }, 415, 'json-content-type-required'),
+        uploadRefused('Not JSON to POST /uploads', { raw: 'filename=swatch.png', type: 'application/x-www-form-urlencoded' }, 415, 'json-content-type-required'),
         uploadRefused('Broken JSON', { raw: '{"filename": ', type: 'application/json' }, 400, 'invalid-json'),
         uploadRefused('Content type not an image', uploadWith('content_type', '"application/pdf"'), 422, 'unsupported-content-type'),
         uploadRefused('Size 0', uploadWith('size', '0'), 422, 'invalid-size'),
@@ -621,7 +621,7 @@ const storageRejections = folder(
         put('A PNG to a URL signed for image/jpeg', '{{jpeg_upload_url}}', 415, 'content-type-mismatch', { headersOf: 'jpeg' }),
         put('Content-Type header other than the signed type', '{{jpeg_upload_url}}', 415, 'content-type-header-mismatch', {
             body: 'early',
-            pre: "pm.request.headers.upsert({ key: 'Content-Type', value: 'image/png' });",
+            description: 'Sends `Content-Type: image/png` to the URL signed for image/jpeg.',
         }),
         put('Another upload\'s URL token', '{{storage_url}}/uploads/{{other_upload_id}}?{{jpeg_token_query}}', 403, 'token-upload-mismatch', {
             body: 'early',
@@ -654,7 +654,7 @@ const products = folder(
         productRefused('Negative price', 'token_a', '{{image_id}}', 422, 'invalid-price', (b) => b.replace('1999', '-1')),
         productRefused('Unknown currency', 'token_a', '{{image_id}}', 422, 'unknown-currency', (b) => b.replace('"EUR"', '"ABC"')),
         productRefused('201-character name', 'token_a', '{{image_id}}', 422, 'invalid-name', (b) => b.replace('Swatch poster', 'n'.repeat(201))),
-        productRefused('Not JSON', 'token_a', '{{image_id}}', 415, 'json-content-type-required', (b) => ({ raw: b, type: 'text/plain' })),
+        productRefused('Not JSON to POST /product', 'token_a', '{{image_id}}', 415, 'json-content-type-required', (b) => ({ raw: b, type: 'text/plain' })),
         request('Another seller\'s product (404 product-not-found)', {
             url: '{{app_url}}/products/{{product_id}}',
             auth: bearer('token_b'),
@@ -695,7 +695,7 @@ const imports = folder(
         importRefused('A javascript: link', '/import/google-drive', 'javascript:alert(1)', 'invalid-folder-url'),
         importRefused('A Dropbox link to the Drive import', '/import/google-drive', '{{demo_dropbox_url}}', 'invalid-folder-url'),
         importRefused('A Drive folder nobody shared', '/import/google-drive', 'https://drive.google.com/drive/folders/1NoSuchFolderAnywhere0000000000000', 'folder-not-public'),
-        request('Not JSON (415 json-content-type-required)', {
+        request('Not JSON to POST /import/google-drive (415 json-content-type-required)', {
             method: 'POST',
             url: '{{import_url}}/import/google-drive',
             auth: bearer('token_b'),
