@@ -22,8 +22,6 @@ use common::*;
 
 const DEMO_IMAGES: &str = "60";
 const WEB_LINE: &str = "Open the web UI: ";
-const FOLDER_LINE: &str = "Demo folder (paste into the import): ";
-const DROPBOX_LINE: &str = "Demo Dropbox link (the same folder): ";
 /// The whole script takes about 15 s; this only stops a hung browser.
 const SCRIPT_DEADLINE: Duration = Duration::from_secs(300);
 
@@ -78,27 +76,11 @@ async fn the_web_ui_drives_both_flows_in_headless_chromium() {
     }
     // Arrange: the stack with the emulator, 60 images in the demo folder.
     let data = tempfile::tempdir().expect("tempdir");
-    let (mut launcher, _binds, log) = Launcher::start(
-        &["up", "--demo"],
-        data.path(),
-        &[("DEMO_IMAGES", DEMO_IMAGES)],
-        &[
-            "GOOGLE_DRIVE_API_BASE",
-            "DROPBOX_API_BASE",
-            "DROPBOX_CONTENT_BASE",
-            "GOOGLE_API_KEY",
-            "DROPBOX_ACCESS_TOKEN",
-            "CORS_ALLOWED_ORIGINS",
-            "WEB_APP_API_URL",
-            "WEB_IMPORT_API_URL",
-            "WEB_STORAGE_PUBLIC_URL",
-            "STORAGE_PUBLIC_URL",
-        ],
-    );
-    let within = Duration::from_secs(90);
-    let folder = wait_for_banner(&mut launcher, &log, FOLDER_LINE, within).await;
-    let web = wait_for_banner(&mut launcher, &log, WEB_LINE, within).await;
-    let dropbox = wait_for_banner(&mut launcher, &log, DROPBOX_LINE, within).await;
+    let (mut launcher, _binds, log) =
+        Launcher::start_demo_with(data.path(), &[("DEMO_IMAGES", DEMO_IMAGES)]);
+    let folder = launcher.banner(&log, DEMO_FOLDER_LINE).await;
+    let web = launcher.banner(&log, WEB_LINE).await;
+    let dropbox = launcher.banner(&log, DEMO_DROPBOX_LINE).await;
 
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)

@@ -16,35 +16,20 @@ use serde_json::{json, Value};
 const IMAGES: i64 = 300;
 const NON_IMAGES: usize = 3;
 const DOCS: usize = 2;
-const FOLDER_LINE: &str = "Demo folder (paste into the import): ";
-const DROPBOX_LINE: &str = "Demo Dropbox link (the same folder): ";
 
 #[tokio::test]
 async fn demo_folder_url_from_the_banner_imports_offline() {
     // Arrange: `vitrine up --demo` in a temp data dir, every address on a free port.
     let data = tempfile::tempdir().expect("tempdir");
-    // The provider settings come from the launcher, not from this environment.
-    let (mut launcher, binds, log) = Launcher::start(
-        &["up", "--demo"],
-        data.path(),
-        &[],
-        &[
-            "GOOGLE_DRIVE_API_BASE",
-            "DROPBOX_API_BASE",
-            "DROPBOX_CONTENT_BASE",
-            "GOOGLE_API_KEY",
-            "DROPBOX_ACCESS_TOKEN",
-        ],
-    );
+    let (mut launcher, binds, log) = Launcher::start_demo(data.path());
 
     // The banner comes once every service is ready.
-    let folder_url =
-        wait_for_banner(&mut launcher, &log, FOLDER_LINE, Duration::from_secs(60)).await;
+    let folder_url = launcher.banner(&log, DEMO_FOLDER_LINE).await;
     assert!(
         folder_url.starts_with("https://drive.google.com/drive/folders/"),
         "{folder_url}"
     );
-    let dropbox_url = banner_value(&log, DROPBOX_LINE).expect("the Dropbox link");
+    let dropbox_url = banner_value(&log, DEMO_DROPBOX_LINE).expect("the Dropbox link");
     assert!(
         dropbox_url.starts_with("https://www.dropbox.com/scl/fo/"),
         "{dropbox_url}"

@@ -555,7 +555,16 @@ impl Launcher {
     }
 }
 
-/// The value after `prefix` on a line of the launcher's banner in `log`, once printed.
+/// Runs `vitrine up`; SIGTERM (then SIGKILL) when dropped.
+pub struct Launcher {
+    pub child: std::process::Child,
+}
+
+/// Banner lines of `vitrine up --demo` (src/launcher.rs) with the demo folder's URLs.
+pub const DEMO_FOLDER_LINE: &str = "Demo folder (paste into the import): ";
+pub const DEMO_DROPBOX_LINE: &str = "Demo Dropbox link (the same folder): ";
+
+/// The value of the banner line starting with `prefix` in the launcher's log, once printed.
 pub fn banner_value(log: &Path, prefix: &str) -> Option<String> {
     let text = std::fs::read_to_string(log).ok()?;
     text.lines()
@@ -563,37 +572,71 @@ pub fn banner_value(log: &Path, prefix: &str) -> Option<String> {
         .map(|v| v.trim().to_owned())
 }
 
-/// Waits (up to `within`) for the banner line starting with `prefix`; panics with the
-/// launcher's output if the launcher exits or the line never comes.
-pub async fn wait_for_banner(
-    launcher: &mut Launcher,
-    log: &Path,
-    prefix: &str,
-    within: Duration,
-) -> String {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Ok(Some(status)) = launcher.child.try_wait() {
-            panic!(
-                "vitrine exited with {status}; output:\n{}",
+impl Launcher {
+    /// `vitrine up --demo` as [`Launcher::start`] runs it, with the provider settings
+    /// coming from the launcher (the emulator), not from this test's environment.
+    pub fn start_demo(
+        data: &Path,
+    ) -> (
+        Launcher,
+        std::collections::BTreeMap<&'static str, String>,
+        PathBuf,
+    ) {
+        Launcher::start_demo_with(data, &[])
+    }
+
+    /// [`Launcher::start_demo`] with `env` set (e.g. `DEMO_IMAGES`). The provider, URL and
+    /// CORS settings all come from the launcher, not from this test's environment.
+    pub fn start_demo_with(
+        data: &Path,
+        env: &[(&str, &str)],
+    ) -> (
+        Launcher,
+        std::collections::BTreeMap<&'static str, String>,
+        PathBuf,
+    ) {
+        let unset: Vec<&str> = [
+            "GOOGLE_DRIVE_API_BASE",
+            "DROPBOX_API_BASE",
+            "DROPBOX_CONTENT_BASE",
+            "GOOGLE_API_KEY",
+            "DROPBOX_ACCESS_TOKEN",
+            "CORS_ALLOWED_ORIGINS",
+            "STORAGE_PUBLIC_URL",
+            "WEB_APP_API_URL",
+            "WEB_IMPORT_API_URL",
+            "WEB_STORAGE_PUBLIC_URL",
+            "DEMO_IMAGES",
+        ]
+        .into_iter()
+        .filter(|var| !env.iter().any(|(set, _)| set == var))
+        .collect();
+        Launcher::start(&["up", "--demo"], data, env, &unset)
+    }
+
+    /// Waits (up to 60 s) for the banner line starting with `prefix` (the banner comes once
+    /// every service is ready) and returns its value; panics with the log if the launcher
+    /// exits first.
+    pub async fn banner(&mut self, log: &Path, prefix: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "vitrine exited with {status}; output:\n{}",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                );
+            }
+            if let Some(value) = banner_value(log, prefix) {
+                return value;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no `{prefix}` in the banner after 60 s; output:\n{}",
                 std::fs::read_to_string(log).unwrap_or_default()
             );
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        if let Some(value) = banner_value(log, prefix) {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {prefix:?} line in the banner after {within:?}; output:\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// Runs `vitrine up`; SIGTERM (then SIGKILL) when dropped.
-pub struct Launcher {
-    pub child: std::process::Child,
 }
 
 impl Drop for Launcher {
