@@ -56,9 +56,10 @@ pub enum StorageError {
     Sha256Mismatch { expected: String, actual: String },
     #[error("the body's MD5 is {actual}, not the declared {expected}")]
     Md5Mismatch { expected: String, actual: String },
-    #[error("the Content-Type header {header:?} does not match the signed type {signed}")]
+    #[error("the Content-Type header ({header}) does not match the signed type {signed}")]
     ContentTypeHeaderMismatch {
-        header: Option<String>,
+        /// The header as sent, or `none`.
+        header: String,
         signed: String,
     },
     #[error(transparent)]

@@ -72,7 +72,7 @@ pub fn check_content_type_header(headers: &HeaderMap, signed: ImageType) -> Stor
     match header.as_deref().and_then(ImageType::from_mime) {
         Some(t) if t == signed => Ok(()),
         _ => Err(StorageError::ContentTypeHeaderMismatch {
-            header,
+            header: header.unwrap_or_else(|| "none".to_owned()),
             signed: signed.mime().to_owned(),
         }),
     }
