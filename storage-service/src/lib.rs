@@ -73,17 +73,34 @@ pub fn api_router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             internal_auth::streamed,
-        ));
-    let public = OpenApiRouter::new()
+        ))
+        .route_layer(middleware::map_response(close_after_refusal));
+    let uploads = OpenApiRouter::new()
         .routes(routes!(uploads::put::put_upload))
-        .routes(routes!(images::content::get_content));
+        .route_layer(middleware::map_response(close_after_refusal));
+    let public = OpenApiRouter::new().routes(routes!(images::content::get_content));
     let (router, api) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(json_internal)
         .merge(streamed_internal)
+        .merge(uploads)
         .merge(public)
         .layer(DefaultBodyLimit::max(internal_auth::MAX_INTERNAL_JSON))
         .split_for_parts();
     (router.with_state(state), api)
+}
+
+/// A streamed upload refused before its body was read (bad token, used URL, wrong
+/// type…) says that its connection ends (`Connection: close`; hyper does not read an
+/// unread body to keep the connection), so a client still sending a large body can stop
+/// and take the answer instead of writing into a connection nobody reads.
+async fn close_after_refusal(mut response: axum::response::Response) -> axum::response::Response {
+    if response.status().is_client_error() || response.status().is_server_error() {
+        response.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+    }
+    response
 }
 
 /// The OpenAPI document alone (for the committed spec and its staleness test).

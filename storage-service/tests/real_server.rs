@@ -123,3 +123,41 @@ async fn object_store_down_is_a_clean_503() {
     .await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
 }
+
+/// A PUT refused before its body is read (here: a used URL) is answered at once, says
+/// `Connection: close` and closes, so a client still sending a large body can stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_upload_is_answered_and_closed_without_reading_the_body() {
+    let app = TestApp::start(
+        Backend::Embedded,
+        "a_refused_upload_is_answered_and_closed_without_reading_the_body",
+    )
+    .await
+    .unwrap();
+    let addr = serve(&app).await;
+    let bytes = fixture("tiny.png");
+    let (_, path) = app.presign("seller-1", "a.png", "image/png", &bytes).await;
+    let first = app.put(&path, "image/png", bytes.clone()).await;
+    assert_eq!(first.status(), StatusCode::CREATED);
+
+    // The same URL again, announcing the declared size but sending no body byte.
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "PUT {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\nContent-Length: {}\r\n\r\n",
+        bytes.len()
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    // Reading to the end only returns once the service closes the connection.
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::io::AsyncReadExt::read_to_end(&mut socket, &mut answer),
+    )
+    .await
+    .expect("the connection was left open")
+    .unwrap();
+    let answer = String::from_utf8_lossy(&answer).to_lowercase();
+    assert!(answer.starts_with("http/1.1 409"), "{answer}");
+    assert!(answer.contains("connection: close"), "{answer}");
+    assert!(answer.contains("upload-already-completed"), "{answer}");
+}
