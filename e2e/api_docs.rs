@@ -1026,12 +1026,13 @@ async fn api_docs_match_the_running_services() {
          one Google Doc, one PDF and one broken `.jpg` (a JPEG name and type, bytes that are \
          not an image).\n",
     );
-    // Listings answer 1.5 s late until the import is finished, so that the `202` (counted
-    // from the database after the commit) is read before any worker has listed the folder.
+    // Listings answer 5 s late until the import is finished, so that the `202` (counted
+    // from the database after the commit) is read before any worker has listed the folder
+    // (with 1.5 s the page once differed, on a machine at load average 12).
     let slow_listings = || {
         Rule::new(
             fake_providers::RouteMatch::Listing,
-            Fault::Delay { ms: 1500 },
+            Fault::Delay { ms: 5000 },
         )
     };
     fake.faults().add(slow_listings());
@@ -1211,7 +1212,7 @@ async fn api_docs_match_the_running_services() {
     );
     doc.exchange(
         "`POST /imports/{id}/retry`: try the failed files again",
-        "Every failed file (and listing page) goes back in line; the job is `running` again. \
+        "Every failed file (and listing page) goes back in line; the job is `importing` again. \
          Skipped entries are not retried. (This broken file will fail again.)",
         Call::new(
             Service::Import,
