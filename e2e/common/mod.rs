@@ -545,8 +545,15 @@ impl Launcher {
             .envs(&binds)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log).expect("log"))
-            .stderr(Stdio::inherit());
+            .stdout(std::fs::File::create(&log).expect("log"));
+        // The launcher's own messages (a child restarted, a port in use) go to stderr:
+        // into the same log, so that tests can read them and failures show them.
+        command.stderr(
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(&log)
+                .expect("log"),
+        );
         for var in unset {
             command.env_remove(var);
         }
