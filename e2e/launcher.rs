@@ -39,6 +39,22 @@ async fn wait_for_log(
     }
 }
 
+/// Waits (up to 60 s) for the launcher to exit.
+async fn wait_exit(launcher: &mut Launcher, log: &Path, when: &str) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = launcher.child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "vitrine kept running {when}; output:\n{}",
+            log_text(log)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// The process ids of `vitrine serve <name>` children of `parent`.
 fn children(parent: u32, name: &str) -> Vec<u32> {
     let mut found = Vec::new();
@@ -86,18 +102,7 @@ async fn a_port_in_use_is_refused_naming_its_variable() {
     let (mut launcher, _binds, log) =
         Launcher::start(&["up"], data.path(), &[("APP_BIND", &addr)], &[]);
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = launcher.child.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "vitrine kept running with {addr} taken; output:\n{}",
-            log_text(&log)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let status = wait_exit(&mut launcher, &log, "with its port taken").await;
     let text = log_text(&log);
     assert_eq!(status.code(), Some(2), "{text}");
     assert!(
@@ -178,18 +183,7 @@ async fn children_are_named_restarted_when_they_die_and_stopped_by_ctrl_c() {
     unsafe {
         libc::kill(parent as libc::pid_t, libc::SIGINT);
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = launcher.child.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "vitrine did not stop on Ctrl-C; output:\n{}",
-            log_text(&log)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let status = wait_exit(&mut launcher, &log, "after Ctrl-C").await;
     assert!(status.success(), "{status}; output:\n{}", log_text(&log));
     assert!(log_text(&log).contains("vitrine: all services stopped"));
     let left: Vec<u32> = all.into_iter().filter(|pid| alive(*pid)).collect();
