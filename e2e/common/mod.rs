@@ -507,8 +507,9 @@ pub fn tools_present(test: &str) -> bool {
 }
 
 /// Every address `vitrine up [--demo]` binds.
-pub const LAUNCHER_BIND_VARS: [&str; 6] = [
+pub const LAUNCHER_BIND_VARS: [&str; 7] = [
     "WEB_BIND",
+    "AUDIT_BIND",
     "APP_BIND",
     "STORAGE_BIND",
     "IMPORT_BIND",
