@@ -83,8 +83,8 @@ impl std::fmt::Display for EventType {
 pub struct AuditEvent {
     /// Unique id (UUIDv7, time-ordered): the consumer stores each id once.
     pub id: Uuid,
+    /// What happened (also the AMQP routing key).
     #[serde(rename = "type")]
-    #[schema(value_type = String, example = "upload.accepted")]
     pub kind: EventType,
     /// When it happened (milliseconds, UTC).
     pub time: DateTime<Utc>,
