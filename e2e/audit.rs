@@ -17,7 +17,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -502,6 +502,8 @@ async fn every_event_type_comes_from_a_real_flow_on_the_embedded_stack() {
 /// Storage + app delivering over signed HTTP to an audit service on a fixed address.
 struct HttpStack {
     dir: tempfile::TempDir,
+    /// The services deliver through it: it counts their failed attempts.
+    proxy: Proxy,
     audit_bind: String,
     audit_env: Vec<(String, String)>,
     admin_keys: KeyRing,
@@ -527,13 +529,18 @@ impl HttpStack {
                 format!("sqlite://{}", dir.path().join("audit.db").display()),
             ),
         ];
+        let proxy = Proxy::start(audit_bind.clone()).await;
         let publish = [
-            ("AUDIT_URL".to_owned(), format!("http://{audit_bind}")),
+            (
+                "AUDIT_URL".to_owned(),
+                format!("http://127.0.0.1:{}", proxy.port),
+            ),
             ("AUDIT_KEYS".to_owned(), audit_keys),
         ];
         let (storage, app) = start_storage_and_app(dir.path(), &publish).await;
         HttpStack {
             dir,
+            proxy,
             audit_bind,
             audit_env,
             admin_keys,
@@ -651,7 +658,9 @@ async fn with_the_audit_service_down_uploads_succeed_and_their_events_arrive_onc
     // Act: uploads while nobody takes the events.
     let ids = good_uploads(&client, &stack.app.url, &token, 3).await;
 
-    // Assert: they wait in the outboxes (issued in app, accepted in storage).
+    // Assert: after several failed delivery attempts, they still wait in the outboxes
+    // (issued in app, accepted in storage).
+    stack.proxy.wait_refused(0, 6).await;
     assert_eq!(outbox_len(&stack.dir.path().join("app.db")).await, 3);
     assert_eq!(outbox_len(&stack.dir.path().join("storage.db")).await, 3);
 
@@ -674,8 +683,12 @@ async fn with_the_audit_service_down_uploads_succeed_and_their_events_arrive_onc
     )
     .await;
     assert_eq!(events.len(), 6, "{events:#?}");
+    let before = stack.proxy.refused();
     audit.kill();
     let more = good_uploads(&client, &stack.app.url, &token, 2).await;
+    stack.proxy.wait_refused(before, 4).await;
+    assert_eq!(outbox_len(&stack.dir.path().join("app.db")).await, 2);
+    assert_eq!(outbox_len(&stack.dir.path().join("storage.db")).await, 2);
     let audit = stack.start_audit().await;
     let expected: BTreeSet<String> = ids.iter().chain(&more).cloned().collect();
     wait_for_events(
@@ -745,6 +758,8 @@ async fn deliveries_need_a_valid_signature() {
 struct Proxy {
     port: u16,
     up: Arc<AtomicBool>,
+    /// Connections dropped because the proxy was cut or nothing listened upstream.
+    refused: Arc<AtomicUsize>,
     conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
     accept: JoinHandle<()>,
 }
@@ -756,18 +771,26 @@ impl Proxy {
             .expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let up = Arc::new(AtomicBool::new(true));
+        let refused = Arc::new(AtomicUsize::new(0));
         let conns: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let (up2, conns2) = (up.clone(), conns.clone());
+        let (up2, refused2, conns2) = (up.clone(), refused.clone(), conns.clone());
         let accept = tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
                 if !up2.load(Ordering::SeqCst) {
                     drop(inbound);
+                    refused2.fetch_add(1, Ordering::SeqCst);
                     continue;
                 }
-                let upstream = upstream.clone();
+                let (upstream, refused) = (upstream.clone(), refused2.clone());
                 let task = tokio::spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    match tokio::net::TcpStream::connect(&upstream).await {
+                        Ok(mut outbound) => {
+                            let _ =
+                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        }
+                        Err(_) => {
+                            refused.fetch_add(1, Ordering::SeqCst);
+                        }
                     }
                 });
                 conns2.lock().expect("conns").push(task);
@@ -776,9 +799,27 @@ impl Proxy {
         Proxy {
             port,
             up,
+            refused,
             conns,
             accept,
         }
+    }
+
+    /// Waits until `more` connections beyond the `since` count were refused: each is a
+    /// delivery attempt that failed (60 s at most, a safety net).
+    async fn wait_refused(&self, since: usize, more: usize) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.refused.load(Ordering::SeqCst) < since + more {
+            assert!(
+                Instant::now() < deadline,
+                "fewer than {more} delivery attempts in 60 s: are events still waiting to be sent?"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn refused(&self) -> usize {
+        self.refused.load(Ordering::SeqCst)
     }
 
     fn cut(&self) {
@@ -854,11 +895,17 @@ async fn over_rabbitmq_a_cut_broker_loses_no_event_and_a_restarted_consumer_stor
         url.username()
     };
     let vhost = Vhost::create(&ctl, user);
-    let proxy = Proxy::start(upstream).await;
+    // One proxy for the publishers (it counts their failed attempts), one for the consumer.
+    let proxy = Proxy::start(upstream.clone()).await;
+    let consumer_proxy = Proxy::start(upstream).await;
     let credentials = format!("{}:{}", user, url.password().unwrap_or("guest"));
     let via_proxy = format!(
         "amqp://{credentials}@127.0.0.1:{}/{}",
         proxy.port, vhost.name
+    );
+    let consumer_url = format!(
+        "amqp://{credentials}@127.0.0.1:{}/{}",
+        consumer_proxy.port, vhost.name
     );
     let direct = format!(
         "amqp://{credentials}@{host}:{}/{}",
@@ -870,7 +917,7 @@ async fn over_rabbitmq_a_cut_broker_loses_no_event_and_a_restarted_consumer_stor
     let admin_keys = ring("admin1");
     let audit_bind = format!("127.0.0.1:{}", free_port());
     let audit_env = vec![
-        ("AUDIT_AMQP_URL".to_owned(), via_proxy.clone()),
+        ("AUDIT_AMQP_URL".to_owned(), consumer_url),
         ("AUDIT_ADMIN_KEYS".to_owned(), admin_keys.to_env_value()),
         (
             "AUDIT_DATABASE_URL".to_owned(),
@@ -904,14 +951,18 @@ async fn over_rabbitmq_a_cut_broker_loses_no_event_and_a_restarted_consumer_stor
 
     // Act: cut the broker off; uploads go on.
     proxy.cut();
+    consumer_proxy.cut();
     let during = good_uploads(&client, &app.url, &token, 3).await;
 
-    // Assert: the events wait in the outboxes.
+    // Assert: after several failed attempts to reach the broker, the events still wait
+    // in the outboxes.
+    proxy.wait_refused(0, 6).await;
     assert_eq!(outbox_len(&dir.path().join("app.db")).await, 3);
     assert_eq!(outbox_len(&dir.path().join("storage.db")).await, 3);
 
     // Act: restore it; the events arrive.
     proxy.restore();
+    consumer_proxy.restore();
     let all: BTreeSet<String> = first.iter().chain(&during).cloned().collect();
     wait_for_events(
         &client,
@@ -946,7 +997,7 @@ async fn over_rabbitmq_a_cut_broker_loses_no_event_and_a_restarted_consumer_stor
     .await;
     assert_eq!(events.len(), 12, "{events:#?}");
     assert_unique_ids(&events);
-    drop((storage, app, proxy, vhost));
+    drop((storage, app, proxy, consumer_proxy, vhost));
 }
 
 /// The events stored in the audit service's SQLite file (read directly, while it is down).
