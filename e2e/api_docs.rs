@@ -1,5 +1,5 @@
 //! `docs/api.md` is generated here, from real answers of the real stack: `vitrine up`
-//! (storage, app, import-api, import-worker as child processes on the embedded defaults, in
+//! (audit, storage, app, import-api, import-worker as child processes on the embedded defaults, in
 //! a temp data dir on free ports) with Google Drive and Dropbox played by `fake-providers`
 //! in this process. Every sample request of the page is sent, and its answer written down
 //! with the values that change from run to run (ids, times, tokens, signatures, ports)
@@ -29,12 +29,20 @@ const DROPBOX_TOKEN: &str = "docs-dropbox-token";
 const SELLER: &str = "seller-42";
 const OTHER_SELLER: &str = "seller-7";
 
+const SERVICES: [Service; 4] = [
+    Service::App,
+    Service::Storage,
+    Service::Import,
+    Service::Audit,
+];
+
 /// Which service a sample is sent to; its real address is shown as the launcher's default.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 enum Service {
     App,
     Storage,
     Import,
+    Audit,
 }
 
 impl Service {
@@ -43,6 +51,7 @@ impl Service {
             Service::App => "APP_BIND",
             Service::Storage => "STORAGE_BIND",
             Service::Import => "IMPORT_BIND",
+            Service::Audit => "AUDIT_BIND",
         }
     }
 
@@ -51,6 +60,7 @@ impl Service {
             Service::App => "127.0.0.1:8081",
             Service::Storage => "127.0.0.1:8082",
             Service::Import => "127.0.0.1:8083",
+            Service::Audit => "127.0.0.1:8085",
         }
     }
 }
@@ -361,7 +371,7 @@ impl Doc {
     /// The finished page: every volatile value replaced by its placeholder.
     fn render(&self) -> String {
         let mut text = self.out.clone();
-        for service in [Service::App, Service::Storage, Service::Import] {
+        for service in SERVICES {
             text = text.replace(&self.binds[&service], service.default_bind());
         }
         // Longest first, so that a value inside another is not replaced half-way.
@@ -572,7 +582,12 @@ async fn api_docs_match_the_running_services() {
     let data = tempfile::tempdir().expect("tempdir");
     let (fake, mut launcher, binds, log) =
         launch_with_fake_folder(folder, DRIVE_KEY, DROPBOX_TOKEN, data.path()).await;
-    for var in ["APP_BIND", "IMPORT_BIND", "IMPORT_WORKER_METRICS_BIND"] {
+    for var in [
+        "APP_BIND",
+        "IMPORT_BIND",
+        "IMPORT_WORKER_METRICS_BIND",
+        "AUDIT_BIND",
+    ] {
         launcher.wait_ready(&binds[var], &log).await;
     }
     let keys = launcher_keys(data.path());
@@ -582,7 +597,7 @@ async fn api_docs_match_the_running_services() {
     let mut doc = Doc {
         out: String::new(),
         http: http_client(),
-        binds: [Service::App, Service::Storage, Service::Import]
+        binds: SERVICES
             .into_iter()
             .map(|s| (s, binds[s.bind_var()].clone()))
             .collect(),
@@ -1225,6 +1240,9 @@ async fn api_docs_match_the_running_services() {
     .await;
     fake.faults().clear();
 
+    // ----------------------------------------------------------------- Audit Service
+    audit_samples(&mut doc, &keys).await;
+
     // ----------------------------------------------------------------- every service
     doc.text(
         "## Every service: health, metrics, API documents\n\n\
@@ -1248,7 +1266,7 @@ async fn api_docs_match_the_running_services() {
 
     // Every route of every live OpenAPI document has a sample.
     let mut undocumented = Vec::new();
-    for service in [Service::App, Service::Storage, Service::Import] {
+    for service in SERVICES {
         let (status, _, spec) = send(doc.http.get(doc.url(service, "/openapi.json"))).await;
         assert_eq!(status, 200);
         for (path, item) in spec["paths"].as_object().expect("paths") {
@@ -1310,4 +1328,91 @@ async fn send_signed(
             .body(bytes),
     )
     .await
+}
+
+/// The audit service: reading the trail, and a signed delivery.
+async fn audit_samples(doc: &mut Doc, keys: &BTreeMap<String, String>) {
+    doc.text(
+        "## Audit Service (`audit`, :8085)\n\n\
+         Security-relevant events of every service, stored once each ([audit.md](audit.md)). \
+         Operators read them with a token from `vitrine token --audit` (purpose `audit-read`, \
+         key ring `AUDIT_ADMIN_KEYS`).\n",
+    );
+    let admin = KeyRing::parse(&keys["AUDIT_ADMIN_KEYS"]).expect("admin ring");
+    let operator = admin
+        .mint_json(
+            Purpose::new("audit-read"),
+            &json!({ "sub": "ops" }),
+            shared_signing::unix_now(),
+            Duration::from_secs(3600),
+        )
+        .expect("operator token");
+    doc.name(&operator, "operator-token");
+    // Events arrive in the background: wait until the oldest product is there.
+    let query = format!("/audit?seller_id={SELLER}&type=product.created&limit=1");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, _, page) = send(
+            doc.http
+                .get(doc.url(Service::Audit, &query))
+                .bearer_auth(&operator),
+        )
+        .await;
+        assert_eq!(status, 200, "{page}");
+        if page["events"].as_array().is_some_and(|e| !e.is_empty()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no product.created event after 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    doc.exchange(
+        "`GET /audit`: read the trail",
+        "Filters: `seller_id`, `type`, `since` (RFC 3339); `limit` 1–1000 (default 100), oldest \
+         first; `next_cursor` is there when the page is full (pass it as `cursor`).",
+        Call::new(Service::Audit, Method::GET, "/audit", query)
+            .bearer(&operator)
+            .ids("event-id"),
+    )
+    .await;
+    doc.exchange(
+        "`GET /audit` without a token",
+        "A refused token is itself recorded (`auth.failed`, service `audit`).",
+        Call::new(Service::Audit, Method::GET, "/audit", "/audit"),
+    )
+    .await;
+    doc.exchange(
+        "`GET /audit` with an unknown type",
+        "",
+        Call::new(Service::Audit, Method::GET, "/audit", "/audit?type=upload").bearer(&operator),
+    )
+    .await;
+    let ring = KeyRing::parse(&keys["AUDIT_KEYS"]).expect("audit ring");
+    let event = json!({
+        "id": uuid::Uuid::now_v7(),
+        "type": "auth.failed",
+        "time": "2026-12-01T12:00:00.000Z",
+        "service": "app-service",
+        "seller_id": null,
+        "request_id": "req-1",
+        "subject_id": null,
+        "reason": "token-expired",
+        "details": { "method": "GET", "path": "/products" }
+    });
+    doc.exchange(
+        "`POST /internal/events`: a service's outbox delivers",
+        "What the relay of each service sends on the embedded stack (`AUDIT_URL=http://…`), \
+         signed with `AUDIT_KEYS`. An id already stored is skipped (`stored` counts the new ones).",
+        Call::new(
+            Service::Audit,
+            Method::POST,
+            "/internal/events",
+            "/internal/events",
+        )
+        .json(json!({ "events": [event] }))
+        .signed(Signing::Buffered(ring)),
+    )
+    .await;
 }

@@ -33,6 +33,7 @@ enum Program {
     ImportApi,
     ImportWorker,
     Web,
+    Audit,
 }
 
 impl Program {
@@ -46,6 +47,7 @@ impl Program {
             ("import-service", Some("import-api")) => Program::ImportApi,
             ("import-service", Some("import-worker")) => Program::ImportWorker,
             ("web", None) => Program::Web,
+            ("audit", None) => Program::Audit,
             other => panic!("compose runs {other:?}: a program this test does not know"),
         })
     }
@@ -58,6 +60,7 @@ impl Program {
             Program::ImportApi => "IMPORT_BIND",
             Program::ImportWorker => "IMPORT_WORKER_METRICS_BIND",
             Program::Web => "WEB_BIND",
+            Program::Audit => "AUDIT_BIND",
         }
     }
 
@@ -69,6 +72,7 @@ impl Program {
             Program::ImportApi => ("import-api", "import-api"),
             Program::ImportWorker => ("import-worker", "import-worker"),
             Program::Web => ("web", "web"),
+            Program::Audit => ("audit", "audit"),
         }
     }
 
@@ -81,6 +85,7 @@ impl Program {
                 import_service::config::ImportConfig::from_env(env).map(drop)
             }
             Program::Web => web::WebConfig::from_env(env).map(drop),
+            Program::Audit => audit_service::config::AuditConfig::from_env(env).map(drop),
         };
         if let Err(e) = loaded {
             panic!("{self:?} does not load its compose configuration: {e}");
@@ -116,6 +121,8 @@ fn dot_env() -> BTreeMap<String, String> {
         ("APP_STORAGE_KEYS", "app1"),
         ("IMPORT_STORAGE_KEYS", "import1"),
         ("URL_SIGNING_KEYS", "url1"),
+        ("AUDIT_KEYS", "audit1"),
+        ("AUDIT_ADMIN_KEYS", "admin1"),
     ] {
         env.insert(var.into(), ring(kid).to_env_value());
     }
@@ -125,6 +132,7 @@ fn dot_env() -> BTreeMap<String, String> {
         "APP_DB_PASSWORD",
         "STORAGE_DB_PASSWORD",
         "IMPORT_DB_PASSWORD",
+        "AUDIT_DB_PASSWORD",
         "RABBITMQ_PASSWORD",
         "MINIO_ROOT_PASSWORD",
         "AWS_ACCESS_KEY_ID",
@@ -294,9 +302,16 @@ fn compose_passes_each_program_only_variables_it_reads_and_env_example_lists_the
     }
     assert_eq!(
         checked,
-        ["App", "ImportApi", "ImportWorker", "Storage", "Web"]
-            .map(String::from)
-            .into(),
+        [
+            "App",
+            "Audit",
+            "ImportApi",
+            "ImportWorker",
+            "Storage",
+            "Web"
+        ]
+        .map(String::from)
+        .into(),
         "compose runs every Vitrine program"
     );
     let unlisted: Vec<&String> = used.iter().filter(|v| !example.contains_key(*v)).collect();
@@ -496,7 +511,7 @@ struct DropDatabases<'a>(&'a Servers);
 
 impl Drop for DropDatabases<'_> {
     fn drop(&mut self) {
-        for service in ["app", "storage", "import"] {
+        for service in ["app", "storage", "import", "audit"] {
             let name = format!("{}{service}", self.0.db_prefix);
             let _ = Command::new("psql")
                 .envs(self.0.pg_env())
@@ -538,7 +553,14 @@ async fn the_programs_start_from_the_compose_environment_against_real_servers() 
     servers.create_databases(&environment(&all["postgres"], &env, &mut BTreeSet::new()));
 
     // Each program's container port, and its replicas, get a local address first.
-    let order = ["storage", "app", "import-api", "import-worker", "web"];
+    let order = [
+        "audit",
+        "storage",
+        "app",
+        "import-api",
+        "import-worker",
+        "web",
+    ];
     let mut local: BTreeMap<(String, u16), String> = BTreeMap::new();
     let mut published_local: BTreeMap<u16, String> = BTreeMap::new();
     for name in order {
@@ -624,8 +646,8 @@ async fn the_programs_start_from_the_compose_environment_against_real_servers() 
     }
     assert_eq!(
         running.len(),
-        6,
-        "storage, app, import-api, two workers and web"
+        7,
+        "audit, storage, app, import-api, two workers and web"
     );
 
     // The keys compose hands out fit together: an upload through app and storage, and
@@ -685,6 +707,46 @@ async fn the_programs_start_from_the_compose_environment_against_real_servers() 
     .await;
     assert_eq!(imports.0, 200, "{}", imports.2);
     let _: Value = imports.2;
+
+    // The audit events of that upload and product went through RabbitMQ's `audit`
+    // exchange into the audit service, readable with a token of compose's admin keys.
+    let admin = shared_signing::KeyRing::parse(&env["AUDIT_ADMIN_KEYS"]).expect("admin keys");
+    let operator = audit_service::query::mint_admin_token(
+        &admin,
+        "compose",
+        std::time::Duration::from_secs(600),
+    )
+    .expect("operator token");
+    let audit = &running["audit-1"].url;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let page = send(
+            http.get(format!("{audit}/audit?seller_id=compose-seller"))
+                .bearer_auth(&operator),
+        )
+        .await;
+        assert_eq!(page.0, 200, "{}", page.2);
+        let types: BTreeSet<&str> = page.2["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .filter_map(|e| e["type"].as_str())
+            .collect();
+        let want = [
+            "upload.url_issued",
+            "upload.accepted",
+            "product.created",
+            "download.url_issued",
+        ];
+        if want.iter().all(|t| types.contains(t)) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "audit events of the compose upload missing after 60 s: {types:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 
     // The page learns where the APIs are from web's /config.json: the published ports.
     let config = send(http.get(format!("{}/config.json", running["web-1"].url))).await;

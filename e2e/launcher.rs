@@ -9,7 +9,14 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-const SERVICES: [&str; 5] = ["storage", "app", "import-api", "import-worker", "web"];
+const SERVICES: [&str; 6] = [
+    "audit",
+    "storage",
+    "app",
+    "import-api",
+    "import-worker",
+    "web",
+];
 
 fn log_text(log: &Path) -> String {
     std::fs::read_to_string(log).unwrap_or_default()

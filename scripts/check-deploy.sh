@@ -3,6 +3,8 @@
 #   1. docker-compose.yml against the Compose Specification's JSON schema (check-jsonschema's
 #      bundled copy), then parsed and interpolated by a Compose implementation
 #      (podman-compose `config`, which needs no engine) with a .env made from .env.example;
+#      and the `elk` profile resolved, its Logstash pipeline and index template checked
+#      against each other (Logstash and Elasticsearch are not run);
 #   2. every Kubernetes resource in deploy/k8s against the Kubernetes schemas bundled in
 #      kubernetes-validate (strict), the KEDA ones against @kubernetes-models/keda's
 #      (generated from KEDA's CRDs), plus the cross-checks in deploy/check/validate_k8s.py.
@@ -53,11 +55,11 @@ cp docker-compose.yml "$work/"
 mkdir -p "$work/deploy" && cp -r deploy/compose "$work/deploy/"
 {
     cat .env.example
-    for var in APP_STORAGE_KEYS IMPORT_STORAGE_KEYS URL_SIGNING_KEYS; do
+    for var in APP_STORAGE_KEYS IMPORT_STORAGE_KEYS URL_SIGNING_KEYS AUDIT_KEYS AUDIT_ADMIN_KEYS; do
         echo "$var=k1:$(head -c 32 /dev/urandom | base64)"
     done
     echo "JWT_HS256_SECRET=$(head -c 32 /dev/urandom | base64)"
-    for var in POSTGRES_PASSWORD APP_DB_PASSWORD STORAGE_DB_PASSWORD IMPORT_DB_PASSWORD \
+    for var in POSTGRES_PASSWORD APP_DB_PASSWORD STORAGE_DB_PASSWORD IMPORT_DB_PASSWORD AUDIT_DB_PASSWORD \
         RABBITMQ_PASSWORD MINIO_ROOT_PASSWORD AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY; do
         echo "$var=$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')"
     done
@@ -67,7 +69,7 @@ mkdir -p "$work/deploy" && cp -r deploy/compose "$work/deploy/"
 import sys, yaml
 resolved = yaml.safe_load(open(sys.argv[1]))
 services = resolved["services"]
-want = {"postgres", "rabbitmq", "minio", "minio-init", "storage", "app", "import-api", "import-worker", "web"}
+want = {"postgres", "rabbitmq", "minio", "minio-init", "storage", "app", "import-api", "import-worker", "web", "audit"}
 assert set(services) == want, f"services: {sorted(services)}"
 for name, service in services.items():
     for key, value in (service.get("environment") or {}).items():
@@ -75,6 +77,26 @@ for name, service in services.items():
 assert services["app"]["environment"]["AUTH_DEV_LOGIN"] == "false", "dev login must be off"
 assert services["import-worker"]["deploy"]["replicas"] == 2
 print(f"[check-deploy] podman-compose resolved {len(services)} services")
+PY
+
+log "1. compose: the elk profile (podman-compose --profile elk config; Logstash itself is not run)"
+(cd "$work" && "$PY/podman-compose" --profile elk --dry-run config >"$work/resolved-elk.yml")
+"$PY/python" - "$work/resolved-elk.yml" deploy/compose/elk <<'PY'
+import json, os, sys, yaml
+services = yaml.safe_load(open(sys.argv[1]))["services"]
+assert {"elasticsearch", "logstash", "audit"} <= set(services), f"services: {sorted(services)}"
+mounted = {}
+for volume in services["logstash"]["volumes"]:
+    source, target = str(volume).split(":")[:2]
+    mounted[target] = os.path.join(sys.argv[2], os.path.basename(source))
+pipeline = open(mounted["/usr/share/logstash/pipeline/logstash.conf"]).read()
+for needle in ('exchange => "audit"', 'exchange_type => "topic"', 'document_id => "%{id}"'):
+    assert needle in pipeline, f"logstash.conf lacks {needle}"
+template_path = pipeline.split('template => "')[1].split('"')[0]
+template = json.load(open(mounted[template_path]))
+assert template["index_patterns"] == ["vitrine-audit-*"], template["index_patterns"]
+assert "vitrine-audit-" in pipeline
+print(f"[check-deploy] elk profile resolved {len(services)} services; pipeline and template consistent")
 PY
 
 log "2. kubernetes: schemas (Kubernetes $K8S_VERSION strict, KEDA CRDs) and cross-checks"

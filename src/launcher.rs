@@ -48,6 +48,7 @@ const IMPORT_BIND: (&str, &str) = ("IMPORT_BIND", "127.0.0.1:8083");
 /// The worker serves only `/healthz`, `/readyz` and `/metrics`.
 const IMPORT_WORKER_BIND: (&str, &str) = ("IMPORT_WORKER_METRICS_BIND", "127.0.0.1:8084");
 const WEB_BIND: (&str, &str) = ("WEB_BIND", "127.0.0.1:8080");
+const AUDIT_BIND: (&str, &str) = ("AUDIT_BIND", "127.0.0.1:8085");
 
 /// The origins a browser may load the web UI from: its address, and `localhost` for the
 /// same port when it listens on 127.0.0.1. The APIs allow exactly these (CORS).
@@ -67,7 +68,20 @@ fn services(data_dir: &Path, demo_base: Option<&str>) -> Vec<ServiceSpec> {
     let storage_url = format!("http://{}", bind_of(STORAGE_BIND.0, STORAGE_BIND.1));
     let cors = ("CORS_ALLOWED_ORIGINS", web_origins());
     let demo_env = demo_base.map(crate::demo::import_env).unwrap_or_default();
+    // Every service's outbox is relayed to the audit service over signed HTTP.
+    let audit_url = (
+        "AUDIT_URL",
+        format!("http://{}", bind_of(AUDIT_BIND.0, AUDIT_BIND.1)),
+    );
     vec![
+        // First: the others deliver their audit events to it.
+        ServiceSpec {
+            name: "audit",
+            bind_var: AUDIT_BIND.0,
+            default_bind: AUDIT_BIND.1,
+            keys: &["AUDIT_KEYS", "AUDIT_ADMIN_KEYS"],
+            defaults: vec![("AUDIT_DATABASE_URL", format!("sqlite://{data}/audit.db"))],
+        },
         ServiceSpec {
             name: "storage",
             bind_var: STORAGE_BIND.0,
@@ -76,6 +90,7 @@ fn services(data_dir: &Path, demo_base: Option<&str>) -> Vec<ServiceSpec> {
                 "APP_STORAGE_KEYS",
                 "IMPORT_STORAGE_KEYS",
                 "URL_SIGNING_KEYS",
+                "AUDIT_KEYS",
             ],
             defaults: vec![
                 (
@@ -84,30 +99,41 @@ fn services(data_dir: &Path, demo_base: Option<&str>) -> Vec<ServiceSpec> {
                 ),
                 ("BLOB_STORE", format!("file://{data}/blobs")),
                 cors.clone(),
+                audit_url.clone(),
             ],
         },
         ServiceSpec {
             name: "app",
             bind_var: APP_BIND.0,
             default_bind: APP_BIND.1,
-            keys: &["APP_STORAGE_KEYS", crate::local_keys::JWT_SECRET_VAR],
+            keys: &[
+                "APP_STORAGE_KEYS",
+                crate::local_keys::JWT_SECRET_VAR,
+                "AUDIT_KEYS",
+            ],
             defaults: vec![
                 ("APP_DATABASE_URL", format!("sqlite://{data}/app.db")),
                 ("STORAGE_URL", storage_url.clone()),
                 // The embedded stack is for development: dev login on.
                 ("AUTH_DEV_LOGIN", "true".to_owned()),
                 cors.clone(),
+                audit_url.clone(),
             ],
         },
         ServiceSpec {
             name: "import-api",
             bind_var: IMPORT_BIND.0,
             default_bind: IMPORT_BIND.1,
-            keys: &["IMPORT_STORAGE_KEYS", crate::local_keys::JWT_SECRET_VAR],
+            keys: &[
+                "IMPORT_STORAGE_KEYS",
+                crate::local_keys::JWT_SECRET_VAR,
+                "AUDIT_KEYS",
+            ],
             defaults: [
                 ("IMPORT_DATABASE_URL", format!("sqlite://{data}/import.db")),
                 ("STORAGE_URL", storage_url.clone()),
                 cors,
+                audit_url.clone(),
             ]
             .into_iter()
             .chain(demo_env.iter().cloned())
@@ -118,10 +144,11 @@ fn services(data_dir: &Path, demo_base: Option<&str>) -> Vec<ServiceSpec> {
             bind_var: IMPORT_WORKER_BIND.0,
             default_bind: IMPORT_WORKER_BIND.1,
             // The worker verifies no seller tokens: it gets no JWT secret.
-            keys: &["IMPORT_STORAGE_KEYS"],
+            keys: &["IMPORT_STORAGE_KEYS", "AUDIT_KEYS"],
             defaults: [
                 ("IMPORT_DATABASE_URL", format!("sqlite://{data}/import.db")),
                 ("STORAGE_URL", storage_url.clone()),
+                audit_url,
             ]
             .into_iter()
             .chain(demo_env)
@@ -280,6 +307,7 @@ fn print_banner(
         }
     }
     println!("  Seller token: `cargo run --release -- token --seller <id>`, or POST /auth/token on the app.");
+    println!("  Audit trail: GET http://{}/audit with `cargo run --release -- token --audit` as bearer token (docs/audit.md)", bind_of(AUDIT_BIND.0, AUDIT_BIND.1));
     println!("  Try the upload flow: bash scripts/upload-flow.sh");
     println!("  Try an import: bash scripts/import-flow.sh <public Drive or Dropbox folder URL> (README: \"Try the import flow\")");
     if let Some(demo) = demo {

@@ -8,10 +8,14 @@ use std::path::Path;
 use shared_signing::{KeyId, KeyRing};
 
 /// The key rings every local service may need, by variable name, with the key id.
-pub const KEY_VARS: [(&str, &str); 3] = [
+pub const KEY_VARS: [(&str, &str); 5] = [
     ("APP_STORAGE_KEYS", "app1"),
     ("IMPORT_STORAGE_KEYS", "import1"),
     ("URL_SIGNING_KEYS", "url1"),
+    // Every service ↔ the audit service (signed deliveries of audit events).
+    ("AUDIT_KEYS", "audit1"),
+    // Operators' `GET /audit` tokens (`vitrine token --audit`); the audit service only.
+    ("AUDIT_ADMIN_KEYS", "admin1"),
 ];
 
 /// The dev issuer's HS256 secret for seller tokens (`vitrine token`, `POST /auth/token`).

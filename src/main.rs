@@ -27,12 +27,15 @@ USAGE:
                                  its URL to paste into the import: try it offline
                                  (DEMO_PROVIDERS_BIND, default 127.0.0.1:9900)
                                  (DEMO_IMAGES sets how many images, default 300)
-    vitrine serve <service>      run one service in this process (storage, app,
+    vitrine serve <service>      run one service in this process (audit, storage, app,
                                  import-api, import-worker, web)
     vitrine token --seller ID    print a seller token (JWT) for the local stack's dev issuer
+    vitrine token --audit        print an operator token for GET /audit (1 hour), signed
+                                 with AUDIT_ADMIN_KEYS (environment, else ./data/keys.env)
     vitrine keys                 print fresh signing keys and a seller-token secret as
                                  .env lines (APP_STORAGE_KEYS, IMPORT_STORAGE_KEYS,
-                                 URL_SIGNING_KEYS, JWT_HS256_SECRET) for a deployment
+                                 URL_SIGNING_KEYS, AUDIT_KEYS, AUDIT_ADMIN_KEYS,
+                                 JWT_HS256_SECRET) for a deployment
                                  (docker compose, Kubernetes: docs/deploy.md)
     vitrine help                 this text
 
@@ -46,6 +49,7 @@ fn main() -> ExitCode {
         ["up", "--demo"] => launcher::up(true),
         ["serve", service] => serve(service),
         ["token", "--seller", seller] => token(seller),
+        ["token", "--audit"] => audit_token(),
         ["keys"] => keys(),
         ["help"] | ["--help"] | ["-h"] => {
             println!("{USAGE}");
@@ -100,6 +104,13 @@ fn serve(service: &str) -> ExitCode {
                 Err(e) => Err(e.into()),
             }
         }
+        "audit" => {
+            service_kit::telemetry::init_tracing(audit_service::SERVICE_NAME);
+            match audit_service::config::AuditConfig::from_env(&env) {
+                Ok(config) => runtime.block_on(audit_service::run(config)),
+                Err(e) => Err(e.into()),
+            }
+        }
         "web" => {
             service_kit::telemetry::init_tracing(web::SERVICE_NAME);
             match web::WebConfig::from_env(&env) {
@@ -109,7 +120,7 @@ fn serve(service: &str) -> ExitCode {
         }
         other => {
             eprintln!(
-                "unknown service `{other}`; known: storage, app, import-api, import-worker, web"
+                "unknown service `{other}`; known: audit, storage, app, import-api, import-worker, web"
             );
             return ExitCode::from(2);
         }
@@ -190,6 +201,53 @@ fn token(seller: &str) -> ExitCode {
                 "vitrine token: no {} is configured",
                 local_keys::JWT_SECRET_VAR
             );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `vitrine token --audit`: an operator token for the audit service's `GET /audit`,
+/// valid one hour, signed with `AUDIT_ADMIN_KEYS` (the environment's, else the local
+/// stack's in `<data>/keys.env`).
+fn audit_token() -> ExitCode {
+    const VAR: &str = "AUDIT_ADMIN_KEYS";
+    let raw = match std::env::var(VAR) {
+        Ok(raw) if !raw.trim().is_empty() => raw,
+        _ => {
+            let data_dir = std::path::PathBuf::from(
+                std::env::var("VITRINE_DATA_DIR").unwrap_or_else(|_| "data".into()),
+            );
+            match local_keys::load_or_generate(&data_dir) {
+                Ok(keys) => keys.get(VAR).cloned().unwrap_or_default(),
+                Err(e) => {
+                    eprintln!(
+                        "vitrine token: cannot read or create {}/keys.env: {e:#}",
+                        data_dir.display()
+                    );
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+    };
+    let keys = match shared_signing::KeyRing::parse(&raw) {
+        Ok(keys) => keys,
+        Err(e) => {
+            eprintln!("vitrine token: {VAR}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let operator = std::env::var("USER").unwrap_or_else(|_| "operator".into());
+    match audit_service::query::mint_admin_token(
+        &keys,
+        &operator,
+        std::time::Duration::from_secs(3600),
+    ) {
+        Ok(token) => {
+            println!("{token}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("vitrine token: {e}");
             ExitCode::FAILURE
         }
     }

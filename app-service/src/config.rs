@@ -49,6 +49,8 @@ pub struct AppConfig {
     pub storage_timeout: Duration,
     /// Largest JSON request body accepted.
     pub max_json_bytes: usize,
+    /// Where audit events go (`AUDIT_URL`, `AUDIT_KEYS`).
+    pub audit: audit_events::AuditSettings,
 }
 
 impl std::fmt::Debug for AppConfig {
@@ -113,6 +115,7 @@ impl AppConfig {
                 Duration::from_secs(300),
             )?,
             max_json_bytes: max_json_bytes as usize,
+            audit: audit_events::AuditSettings::from_env(env)?,
             http,
         })
     }

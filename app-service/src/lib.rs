@@ -29,6 +29,7 @@ pub mod uploads;
 use std::sync::Arc;
 use std::time::Duration;
 
+use audit_events::{Audit, CancellationToken};
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::Router;
@@ -60,8 +61,13 @@ fn api_routes() -> OpenApiRouter<AppState> {
 /// The routes and their OpenAPI description, without the shared layers.
 pub fn api_router(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
     let timeout = state.config.http.request_timeout;
+    let audit = state.audit.clone();
     let (router, api) = api_routes()
         .layer(DefaultBodyLimit::max(state.config.max_json_bytes))
+        .layer(middleware::from_fn_with_state(
+            audit,
+            audit_events::middleware::record_auth_failures,
+        ))
         .layer(middleware::from_fn(move |req, next| {
             service_kit::http::timeout(timeout, req, next)
         }))
@@ -97,11 +103,16 @@ pub async fn build_state(config: AppConfig) -> anyhow::Result<AppState> {
         &PoolSettings::default(),
     )
     .await?;
-    state_from_parts(config, ProductRepo::new(db.pool))
+    let audit = Audit::open(SERVICE_NAME, config.audit.clone(), &db.pool).await?;
+    state_from_parts(config, ProductRepo::new(db.pool), audit)
 }
 
 /// Builds the state around an already-open product store.
-pub fn state_from_parts(config: AppConfig, products: ProductRepo) -> anyhow::Result<AppState> {
+pub fn state_from_parts(
+    config: AppConfig,
+    products: ProductRepo,
+    audit: Audit,
+) -> anyhow::Result<AppState> {
     let storage = StorageClient::new(
         config.storage_url.clone(),
         config.storage_keys.clone(),
@@ -118,6 +129,7 @@ pub fn state_from_parts(config: AppConfig, products: ProductRepo) -> anyhow::Res
         config.uploads_burst,
     ));
     Ok(AppState(Arc::new(App {
+        audit,
         config,
         auth,
         storage,
@@ -131,6 +143,8 @@ pub async fn run(config: AppConfig) -> anyhow::Result<()> {
     let bind = config.http.bind;
     let listener = service_kit::http::bind(bind, config::vars::BIND).await?;
     let state = build_state(config).await?;
+    let stop_relay = CancellationToken::new();
+    let relay = state.audit.spawn_relay(stop_relay.clone());
     let housekeeping = tokio::spawn(
         state
             .upload_limiter
@@ -150,6 +164,10 @@ pub async fn run(config: AppConfig) -> anyhow::Result<()> {
     )
     .await;
     housekeeping.abort();
+    stop_relay.cancel();
+    if let Some(relay) = relay {
+        let _ = relay.await;
+    }
     result?;
     tracing::info!("app-service stopped");
     Ok(())

@@ -12,6 +12,7 @@ use crate::rate_limit::UploadRateLimiter;
 use crate::storage_client::StorageClient;
 
 pub struct App {
+    pub audit: audit_events::Audit,
     pub config: AppConfig,
     pub auth: SellerAuth,
     pub storage: StorageClient,

@@ -6,8 +6,9 @@
 //! `POST /internal/presign/batch` (concurrent requests coalesced into one call, see
 //! `storage_client`) records the pending upload and mints the URL.
 
+use audit_events::EventType;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use service_kit::auth::{Seller, SellerId};
@@ -153,6 +154,7 @@ fn validate_filename(raw: &str) -> AppResult<String> {
 pub async fn create_upload(
     State(state): State<AppState>,
     Seller(seller): Seller,
+    headers: HeaderMap,
     AppJson(request): AppJson<CreateUploadRequest>,
 ) -> AppResult<(StatusCode, Json<UploadTicket>)> {
     state.upload_limiter.check(&seller)?;
@@ -170,6 +172,15 @@ pub async fn create_upload(
     let ticket = state.storage.presign(&token).await?;
     metrics::counter!("app_upload_urls_issued_total").increment(1);
     tracing::info!(seller = %seller, upload_id = %ticket.upload_id, size = metadata.size, "upload URL issued");
+    let event = state
+        .audit
+        .event(EventType::UploadUrlIssued)
+        .seller(seller.as_str())
+        .request(audit_events::request_id(&headers))
+        .subject(ticket.upload_id.to_string())
+        .detail("content_type", metadata.content_type.clone())
+        .detail("size", metadata.size.to_string());
+    state.audit.record(event).await;
     Ok((StatusCode::CREATED, Json(ticket)))
 }
 

@@ -2,7 +2,7 @@
 # PostgreSQL's image runs this once, on an empty data directory
 # (/docker-entrypoint-initdb.d): one database per Vitrine service, each owned by a role
 # of the same name whose password comes from the environment (docker-compose.yml passes
-# APP_DB_PASSWORD, STORAGE_DB_PASSWORD, IMPORT_DB_PASSWORD). The services create their
+# APP_DB_PASSWORD, STORAGE_DB_PASSWORD, IMPORT_DB_PASSWORD, AUDIT_DB_PASSWORD). The services create their
 # own tables (migrations) as those owners; no role can reach another's database.
 #
 # Safe to run again (existing roles get their password reset, existing databases are
@@ -16,7 +16,7 @@ psql_admin() {
         --dbname "${POSTGRES_DB:-postgres}" "$@"
 }
 
-for service in app storage import; do
+for service in app storage import audit; do
     password_var="${service^^}_DB_PASSWORD"
     password="${!password_var:?$password_var is not set}"
     name="${prefix}${service}"

@@ -507,8 +507,9 @@ pub fn tools_present(test: &str) -> bool {
 }
 
 /// Every address `vitrine up [--demo]` binds.
-pub const LAUNCHER_BIND_VARS: [&str; 6] = [
+pub const LAUNCHER_BIND_VARS: [&str; 7] = [
     "WEB_BIND",
+    "AUDIT_BIND",
     "APP_BIND",
     "STORAGE_BIND",
     "IMPORT_BIND",
@@ -592,8 +593,8 @@ impl Launcher {
         Launcher::start_demo_with(data, &[])
     }
 
-    /// [`Launcher::start_demo`] with `env` set (e.g. `DEMO_IMAGES`). The provider, URL and
-    /// CORS settings all come from the launcher, not from this test's environment.
+    /// [`Launcher::start_demo`] with `env` set (e.g. `DEMO_IMAGES`). The provider, URL,
+    /// CORS and audit settings all come from the launcher, not from this test's environment.
     pub fn start_demo_with(
         data: &Path,
         env: &[(&str, &str)],
@@ -613,6 +614,9 @@ impl Launcher {
             "WEB_APP_API_URL",
             "WEB_IMPORT_API_URL",
             "WEB_STORAGE_PUBLIC_URL",
+            "AUDIT_URL",
+            "AUDIT_KEYS",
+            "AUDIT_ADMIN_KEYS",
             "DEMO_IMAGES",
         ]
         .into_iter()

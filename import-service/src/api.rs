@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -373,9 +373,11 @@ async fn own_job(state: &ApiState, seller: &SellerId, raw_id: &str) -> ImportRes
 pub async fn import_google_drive(
     State(state): State<ApiState>,
     Seller(seller): Seller,
+    headers: HeaderMap,
     AppJson(request): AppJson<ImportRequest>,
 ) -> ImportResult<Response> {
-    start_import(&state, &seller, Provider::GoogleDrive, request).await
+    let request_id = audit_events::request_id(&headers);
+    start_import(&state, &seller, Provider::GoogleDrive, request, request_id).await
 }
 
 /// Starts importing a public Dropbox shared folder.
@@ -401,9 +403,11 @@ pub async fn import_google_drive(
 pub async fn import_dropbox(
     State(state): State<ApiState>,
     Seller(seller): Seller,
+    headers: HeaderMap,
     AppJson(request): AppJson<ImportRequest>,
 ) -> ImportResult<Response> {
-    start_import(&state, &seller, Provider::Dropbox, request).await
+    let request_id = audit_events::request_id(&headers);
+    start_import(&state, &seller, Provider::Dropbox, request, request_id).await
 }
 
 async fn start_import(
@@ -411,6 +415,7 @@ async fn start_import(
     seller: &SellerId,
     provider: Provider,
     request: ImportRequest,
+    request_id: Option<String>,
 ) -> ImportResult<Response> {
     let folder = folder_url::parse_for(provider, &request.folder_url)
         .map_err(|e| ImportError::InvalidFolderUrl(e.to_string()))?;
@@ -460,6 +465,15 @@ async fn start_import(
     let root = ListingPosition::root(&folder);
     let mut tx = state.repo.begin().await?;
     let listing_id = crate::db::ImportRepo::insert_job(&mut tx, &job, &root).await?;
+    // The job and its `import.started` event commit together.
+    let audit = state.repo.audit();
+    let event = audit
+        .event(audit_events::EventType::ImportStarted)
+        .seller(seller.as_str())
+        .request(request_id)
+        .subject(job.id.clone())
+        .detail("provider", provider.as_str());
+    audit.record_in(&mut tx, &event).await?;
     let due = crate::db::DueTasks {
         listings: vec![(listing_id, 0)],
         items: Vec::new(),

@@ -52,6 +52,8 @@ pub mod vars {
 /// What both binaries need: the database, storage, the providers, the queue.
 #[derive(Clone)]
 pub struct ImportConfig {
+    /// Where audit events go (`AUDIT_URL`, `AUDIT_KEYS`).
+    pub audit: audit_events::AuditSettings,
     /// `import-api`'s listener (and CORS, request timeout).
     pub http: HttpSettings,
     /// Where `import-worker` serves `/metrics` and `/health/*`; `None` = not served.
@@ -256,6 +258,7 @@ impl ImportConfig {
             ));
         }
         Ok(ImportConfig {
+            audit: audit_events::AuditSettings::from_env(env)?,
             http,
             worker_metrics_bind,
             database_url: env.string_or(vars::DATABASE_URL, "sqlite://data/import.db"),

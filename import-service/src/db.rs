@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 
+use audit_events::{Audit, EventType};
 use service_kit::db::Dialect;
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyPool, Row, Transaction};
@@ -335,11 +336,27 @@ const INSERT_CHUNK: usize = 200;
 pub struct ImportRepo {
     pool: AnyPool,
     dialect: Dialect,
+    /// Job endings and failed items are recorded in the transaction that makes them.
+    audit: Audit,
 }
 
 impl ImportRepo {
+    /// A repository whose audit events go to the log only (see [`ImportRepo::with_audit`]).
     pub fn new(pool: AnyPool, dialect: Dialect) -> Self {
-        ImportRepo { pool, dialect }
+        ImportRepo {
+            pool,
+            dialect,
+            audit: Audit::log_only(crate::AUDIT_SERVICE_NAME),
+        }
+    }
+
+    pub fn with_audit(mut self, audit: Audit) -> Self {
+        self.audit = audit;
+        self
+    }
+
+    pub fn audit(&self) -> &Audit {
+        &self.audit
     }
 
     pub fn pool(&self) -> &AnyPool {
@@ -513,17 +530,21 @@ impl ImportRepo {
     /// Marks a running job failed as a whole (e.g. its folder is not public).
     pub async fn fail_job(&self, job_id: &str, code: &str, message: &str) -> DbResult<()> {
         let now = now_ms();
-        sqlx::query(
+        let mut tx = self.pool.begin().await?;
+        let failed = sqlx::query(
             "UPDATE import_jobs SET state = 'failed', error_code = $2, error_message = $3, \
-             updated_at = $4, finished_at = $4 WHERE id = $1 AND state = 'running'",
+             updated_at = $4, finished_at = $4 WHERE id = $1 AND state = 'running' RETURNING seller_id",
         )
         .bind(job_id)
         .bind(code)
         .bind(message)
         .bind(now)
-        .execute(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
-        Ok(())
+        if let Some(row) = failed {
+            self.record_finished(&mut tx, job_id, &row, code).await?;
+        }
+        tx.commit().await
     }
 
     /// Completes a running job when nothing is left to list or import. Returns whether
@@ -543,18 +564,43 @@ impl ImportRepo {
             return Ok(false);
         }
         let now = now_ms();
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE import_jobs SET state = 'completed', updated_at = $2, finished_at = $2 \
              WHERE id = $1 AND state = 'running' \
              AND NOT EXISTS (SELECT 1 FROM import_listings WHERE job_id = $1 \
                  AND (state = 'pending' OR (state = 'failed' AND parent_id IS NULL))) \
-             AND NOT EXISTS (SELECT 1 FROM import_items WHERE job_id = $1 AND state IN ('pending', 'importing'))",
+             AND NOT EXISTS (SELECT 1 FROM import_items WHERE job_id = $1 AND state IN ('pending', 'importing')) \
+             RETURNING seller_id",
         )
         .bind(job_id)
         .bind(now)
-        .execute(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
-        Ok(done.rows_affected() > 0)
+        let Some(row) = done else {
+            return Ok(false);
+        };
+        self.record_finished(&mut tx, job_id, &row, "completed")
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// `import.finished` for a job this transaction just ended (`row` has `seller_id`).
+    async fn record_finished(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        job_id: &str,
+        row: &AnyRow,
+        how: &str,
+    ) -> DbResult<()> {
+        let event = self
+            .audit
+            .event(EventType::ImportFinished)
+            .seller(row.try_get::<String, _>("seller_id")?)
+            .subject(job_id)
+            .reason(how);
+        self.audit.record_in(tx, &event).await
     }
 
     pub async fn set_folder_name(&self, job_id: &str, name: &str) -> DbResult<()> {
@@ -1061,15 +1107,31 @@ impl ImportRepo {
     }
 
     /// Records an item as failed for good, with a stable reason.
+    /// The item and its `import.item_failed` event commit together.
     pub async fn item_failed(&self, item_id: &str, code: &str, detail: &str) -> DbResult<()> {
-        self.set_reason(
+        let mut tx = self.pool.begin().await?;
+        let failed = sqlx::query(
             "UPDATE import_items SET state = 'failed', reason = $2, detail = $3, updated_at = $4 \
-             WHERE id = $1 AND state IN ('pending', 'importing')",
-            item_id,
-            code,
-            detail,
+             WHERE id = $1 AND state IN ('pending', 'importing') RETURNING job_id, seller_id, source_id",
         )
-        .await
+        .bind(item_id)
+        .bind(code)
+        .bind(detail)
+        .bind(now_ms())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = failed {
+            let event = self
+                .audit
+                .event(EventType::ImportItemFailed)
+                .seller(row.try_get::<String, _>("seller_id")?)
+                .subject(item_id)
+                .reason(code)
+                .detail("job_id", row.try_get::<String, _>("job_id")?)
+                .detail("source_id", row.try_get::<String, _>("source_id")?);
+            self.audit.record_in(&mut tx, &event).await?;
+        }
+        tx.commit().await
     }
 
     /// A job's items in id order after `after`, optionally of one state.

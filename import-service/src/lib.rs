@@ -58,6 +58,8 @@ use crate::storage_client::StorageClient;
 
 pub const API_SERVICE_NAME: &str = "import-api";
 pub const WORKER_SERVICE_NAME: &str = "import-worker";
+/// `service` of this crate's audit events (both binaries: they share one outbox).
+pub const AUDIT_SERVICE_NAME: &str = "import-service";
 
 /// How often a worker settles jobs that a stopped worker left running.
 const JOB_SWEEP_EVERY: Duration = Duration::from_secs(30);
@@ -112,6 +114,10 @@ pub fn api_router(state: ApiState) -> Router {
         .split_for_parts();
     let app = api
         .merge(events)
+        .layer(middleware::from_fn_with_state(
+            state.repo.audit().clone(),
+            audit_events::middleware::record_auth_failures,
+        ))
         .layer(DefaultBodyLimit::max(state.config.max_json_bytes))
         .with_state(state)
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi_document()))
@@ -141,7 +147,9 @@ pub async fn connect(config: &ImportConfig) -> anyhow::Result<Shared> {
         },
     )
     .await?;
-    let repo = ImportRepo::new(db.pool.clone(), db.dialect);
+    let audit =
+        audit_events::Audit::open(AUDIT_SERVICE_NAME, config.audit.clone(), &db.pool).await?;
+    let repo = ImportRepo::new(db.pool.clone(), db.dialect).with_audit(audit);
     let (queue, sql_queue): (SharedQueue, Option<Arc<SqlQueue>>) = match &config.queue.url {
         QueueUrl::Sql => {
             let sql = Arc::new(SqlQueue::new(&db, config.queue.sql.clone()).await?);
@@ -258,6 +266,8 @@ pub async fn run_api(config: ImportConfig) -> anyhow::Result<()> {
         stop.clone(),
     );
     spawn_checkpointer(shared.repo.clone(), stop.clone());
+    let relay_stop = CancellationToken::new();
+    let relay = shared.repo.audit().spawn_relay(relay_stop.clone());
     let state = api_state(config, &shared)?;
     tracing::info!(%bind, queue = shared.queue.kind().as_str(), "import-api listening");
     let result = service_kit::http::serve(
@@ -268,6 +278,10 @@ pub async fn run_api(config: ImportConfig) -> anyhow::Result<()> {
     .await;
     stop.cancel();
     shared.queue.close().await;
+    relay_stop.cancel();
+    if let Some(relay) = relay {
+        let _ = relay.await;
+    }
     result?;
     tracing::info!("import-api stopped");
     Ok(())
@@ -282,6 +296,9 @@ pub async fn run_worker(
     let shared = connect(&config).await?;
     let stop = CancellationToken::new();
     spawn_checkpointer(shared.repo.clone(), stop.clone());
+    // Stopped last: the events of the tasks finished during shutdown go too.
+    let relay_stop = CancellationToken::new();
+    let relay = shared.repo.audit().spawn_relay(relay_stop.clone());
     if let Some(bind) = config.worker_metrics_bind {
         let listener = service_kit::http::bind(bind, config::vars::WORKER_METRICS_BIND).await?;
         let health = Health::new(
@@ -358,6 +375,10 @@ pub async fn run_worker(
     let (listings, files) = tokio::join!(listings, files);
     stop.cancel();
     shared.queue.close().await;
+    relay_stop.cancel();
+    if let Some(relay) = relay {
+        let _ = relay.await;
+    }
     let (listings, files) = (listings?, files?);
     tracing::info!(?listings, ?files, "import-worker stopped");
     Ok(())

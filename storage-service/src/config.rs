@@ -36,6 +36,8 @@ pub mod vars {
 #[derive(Clone)]
 pub struct StorageConfig {
     pub http: HttpSettings,
+    /// Where audit events go (`AUDIT_URL`, `AUDIT_KEYS`).
+    pub audit: audit_events::AuditSettings,
     /// Base URL the browser uses to reach this service (upload and download URLs).
     pub public_url: String,
     pub database_url: String,
@@ -159,6 +161,7 @@ impl StorageConfig {
                 Duration::from_secs(1),
                 Duration::from_secs(600),
             )?,
+            audit: audit_events::AuditSettings::from_env(env)?,
             http,
         })
     }

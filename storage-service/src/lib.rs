@@ -35,6 +35,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use audit_events::{Audit, CancellationToken};
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::Router;
@@ -161,15 +162,22 @@ pub async fn build_state(config: StorageConfig) -> anyhow::Result<AppState> {
     .await?;
     let blobs = blobs::open_blob_store(&config.blob_store_url, config.s3.clone())
         .map_err(|e| anyhow::anyhow!("{}: {e}", config::vars::BLOB_STORE))?;
-    Ok(state_from_parts(config, Repo::new(db.pool), blobs))
+    let audit = Audit::open(SERVICE_NAME, config.audit.clone(), &db.pool).await?;
+    Ok(state_from_parts(config, Repo::new(db.pool), blobs, audit))
 }
 
 /// Builds the state from already-open parts (tests use in-memory ones).
-pub fn state_from_parts(config: StorageConfig, repo: Repo, blobs: Arc<dyn BlobStore>) -> AppState {
+pub fn state_from_parts(
+    config: StorageConfig,
+    repo: Repo,
+    blobs: Arc<dyn BlobStore>,
+    audit: Audit,
+) -> AppState {
     let nonces = Arc::new(SqlNonceStore(repo.clone()));
     let app_requests = RequestVerifier::new(config.app_keys.clone(), nonces.clone());
     let import_requests = RequestVerifier::new(config.import_keys.clone(), nonces);
     AppState(Arc::new(App {
+        audit,
         config,
         repo,
         blobs,
@@ -187,6 +195,8 @@ pub async fn run(config: StorageConfig) -> anyhow::Result<()> {
         tracing::warn!(error = %e, "initial sweep failed");
     }
     let sweeper = tokio::spawn(sweeper::run(state.clone(), Duration::from_secs(60)));
+    let stop_relay = CancellationToken::new();
+    let relay = state.audit.spawn_relay(stop_relay.clone());
     tracing::info!(%bind, blob_store = %state.blobs.describe(), public_url = %state.config.public_url, "storage-service listening");
     let result = service_kit::http::serve(
         listener,
@@ -195,6 +205,10 @@ pub async fn run(config: StorageConfig) -> anyhow::Result<()> {
     )
     .await;
     sweeper.abort();
+    stop_relay.cancel();
+    if let Some(relay) = relay {
+        let _ = relay.await;
+    }
     result?;
     tracing::info!("storage-service stopped");
     Ok(())

@@ -12,6 +12,7 @@ use crate::db::Repo;
 
 /// Everything a handler needs.
 pub struct App {
+    pub audit: audit_events::Audit,
     pub config: StorageConfig,
     pub repo: Repo,
     pub blobs: Arc<dyn BlobStore>,

@@ -151,7 +151,13 @@ pub async fn create_product(
     check_image(&state, &seller, new.image_id).await?;
     let mut product = match state
         .products
-        .insert(seller.as_str(), &new, key.as_deref())
+        .insert(
+            seller.as_str(),
+            &new,
+            key.as_deref(),
+            &state.audit,
+            audit_events::request_id(&headers),
+        )
         .await
     {
         Ok(product) => product,

@@ -5,6 +5,8 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 use uuid::Uuid;
 
+use audit_events::{Audit, EventType};
+
 use super::model::{NewProduct, Product};
 
 pub static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -73,11 +75,14 @@ impl ProductRepo {
         seller_id: &str,
         new: &NewProduct,
         idempotency_key: Option<&str>,
+        audit: &Audit,
+        request_id: Option<String>,
     ) -> Result<Product, sqlx::Error> {
         let id = Uuid::now_v7();
         let now = Utc::now();
         let created_ms = now.timestamp_millis();
         let request_hash = idempotency_key.map(|_| new.request_hash());
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO products (id, seller_id, name, description, price_minor, currency, \
              image_id, idempotency_key, request_hash, created_at) \
@@ -93,8 +98,17 @@ impl ProductRepo {
         .bind(idempotency_key)
         .bind(request_hash)
         .bind(created_ms)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        // The product and its audit event commit together.
+        let event = audit
+            .event(EventType::ProductCreated)
+            .seller(seller_id)
+            .request(request_id)
+            .subject(id.to_string())
+            .detail("image_id", new.image_id.to_string());
+        audit.record_in(&mut tx, &event).await?;
+        tx.commit().await?;
         Ok(Product {
             id,
             seller_id: seller_id.to_owned(),

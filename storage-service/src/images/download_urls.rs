@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
+use audit_events::EventType;
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -63,6 +65,7 @@ pub struct DownloadUrlClaims {
 pub async fn download_urls(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
     AppJson(request): AppJson<DownloadUrlsRequest>,
 ) -> StorageResult<Json<DownloadUrlsResponse>> {
     caller.require(&[Caller::App, Caller::Import])?;
@@ -111,6 +114,25 @@ pub async fn download_urls(
             expires_at,
         });
     }
+    let request_id = audit_events::request_id(&headers);
+    let caller_name = match caller {
+        Caller::App => "app-service",
+        Caller::Import => "import-service",
+    };
+    let events = rows
+        .iter()
+        .map(|row| {
+            state
+                .audit
+                .event(EventType::DownloadUrlIssued)
+                .seller(row.owner_id.clone())
+                .request(request_id.clone())
+                .subject(row.id.clone())
+                .detail("caller", caller_name)
+                .detail("ttl_seconds", ttl.as_secs().to_string())
+        })
+        .collect();
+    state.audit.record_all(events).await;
     let missing = request
         .image_ids
         .into_iter()

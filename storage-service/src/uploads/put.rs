@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use audit_events::EventType;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -127,6 +128,36 @@ pub async fn put_upload(
     headers: HeaderMap,
     body: Body,
 ) -> StorageResult<(StatusCode, Json<ImageSummary>)> {
+    // Filled in once the token verifies: a refused token names no seller.
+    let mut owner = None;
+    let result = receive_upload(&state, &upload_id, query, &headers, body, &mut owner).await;
+    let event = match &result {
+        Ok((_, Json(image))) => state
+            .audit
+            .event(EventType::UploadAccepted)
+            .detail("image_id", image.image_id.to_string()),
+        Err(e) => state
+            .audit
+            .event(EventType::UploadRejected)
+            .reason(e.code()),
+    };
+    let event = event
+        .seller_opt(owner)
+        .request(audit_events::request_id(&headers))
+        .subject(upload_id);
+    state.audit.record(event).await;
+    result
+}
+
+async fn receive_upload(
+    state: &AppState,
+    upload_id: &str,
+    query: UploadQuery,
+    headers: &HeaderMap,
+    body: Body,
+    owner: &mut Option<String>,
+) -> StorageResult<(StatusCode, Json<ImageSummary>)> {
+    let upload_id = upload_id.to_owned();
     let now = unix_now();
     let token = query.token.ok_or(StorageError::UrlToken(
         shared_signing::TokenError::Malformed,
@@ -145,10 +176,11 @@ pub async fn put_upload(
     if claims.u != upload_id {
         return Err(StorageError::TokenUploadMismatch);
     }
+    *owner = Some(claims.o.clone());
     let image_type = ImageType::from_mime(&claims.t)
         .ok_or_else(|| StorageError::Internal("token with unknown type".into()))?;
-    check_content_type_header(&headers, image_type)?;
-    check_content_length(&headers, claims.s)?;
+    check_content_type_header(headers, image_type)?;
+    check_content_length(headers, claims.s)?;
 
     let claim_id = uuid::Uuid::new_v4().to_string();
     let pending = match state
