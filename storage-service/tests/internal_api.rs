@@ -384,6 +384,15 @@ async fn ingest_checks_digests_type_and_caller() {
         "invalid-ingest-parameters",
     )
     .await;
+    // A parameter that does not parse (found by schema fuzzing: it was a plain-text 400).
+    let query = ingest_query(&bytes, "k5b").replace(&format!("size={}", bytes.len()), "size=-1");
+    assert_error(
+        app.send(signed_ingest(&app, &app.import_keys, &query, &bytes))
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid-ingest-parameters",
+    )
+    .await;
     // A digest-signed body is not how ingest works.
     let req = common::signed_raw(
         &app.import_keys,
