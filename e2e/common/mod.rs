@@ -555,6 +555,17 @@ impl Launcher {
     }
 }
 
+/// The key rings `vitrine up` generated into `<data>/keys.env`, by variable.
+pub fn launcher_keys(data: &Path) -> std::collections::BTreeMap<String, String> {
+    std::fs::read_to_string(data.join("keys.env"))
+        .expect("keys.env")
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
 /// The value after `prefix` on a line of the launcher's banner in `log`, once printed.
 pub fn banner_value(log: &Path, prefix: &str) -> Option<String> {
     let text = std::fs::read_to_string(log).ok()?;
