@@ -129,7 +129,7 @@ fn validate(p: IngestParams, max_size: u64) -> StorageResult<ValidIngest> {
         (status = 413, description = "Larger than declared or than the limit", body = service_kit::ErrorEnvelope),
         (status = 415, description = "Not an image of the declared type", body = service_kit::ErrorEnvelope),
         (status = 422, description = "Digest mismatch, truncated, too many pixels, bad or missing parameters (`invalid-ingest-parameters`)", body = service_kit::ErrorEnvelope),
-        (status = 503, description = "Storage temporarily unavailable; nothing stored", body = service_kit::ErrorEnvelope),
+        (status = 503, description = "Storage temporarily unavailable; nothing stored (`blob-store-unavailable`, `database-unavailable`); or a write of this idempotency key is still committing (`ingest-in-progress`, `Retry-After` = seconds until a write left by a dead storage is taken over, at most 45)", body = service_kit::ErrorEnvelope),
     )
 )]
 pub async fn ingest(
