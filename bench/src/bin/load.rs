@@ -160,6 +160,26 @@ async fn answer(
     Ok(body)
 }
 
+/// A seller token from the app's dev login (`POST /auth/token`).
+async fn dev_token(
+    http: &reqwest::Client,
+    app: &str,
+    seller: &str,
+) -> std::result::Result<String, String> {
+    let issued = answer(
+        http.post(format!("{app}/auth/token"))
+            .json(&json!({ "seller_id": seller }))
+            .send()
+            .await,
+        201,
+    )
+    .await?;
+    Ok(issued["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned())
+}
+
 async fn uploader(
     http: reqwest::Client,
     app: String,
@@ -169,16 +189,8 @@ async fn uploader(
     until: Instant,
     stats: Shared,
 ) {
-    let token = match answer(
-        http.post(format!("{app}/auth/token"))
-            .json(&json!({ "seller_id": seller }))
-            .send()
-            .await,
-        201,
-    )
-    .await
-    {
-        Ok(t) => t["access_token"].as_str().unwrap_or_default().to_owned(),
+    let token = match dev_token(&http, &app, &seller).await {
+        Ok(token) => token,
         Err(e) => {
             record(&stats, "POST /auth/token", Instant::now(), Err(e));
             return;
@@ -498,18 +510,9 @@ async fn main() -> Result<()> {
     let seeded = Instant::now();
     seed_rows(&data, seller, args.rows).await?;
     let seed_secs = seeded.elapsed().as_secs_f64();
-    let token = answer(
-        http.post(format!("{app}/auth/token"))
-            .json(&json!({ "seller_id": seller }))
-            .send()
-            .await,
-        201,
-    )
-    .await
-    .map_err(anyhow::Error::msg)?["access_token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let token = dev_token(&http, &app, seller)
+        .await
+        .map_err(anyhow::Error::msg)?;
     let load_before = load_average();
     let stats: Shared = Arc::default();
     let until = Instant::now() + Duration::from_secs(args.read_secs);
