@@ -521,17 +521,6 @@ async fn wait_finished(doc: &Doc, token: &str, id: &str) -> Value {
     }
 }
 
-/// The key rings `vitrine up` generated into `<data>/keys.env`.
-fn launcher_keys(data: &std::path::Path) -> BTreeMap<String, String> {
-    std::fs::read_to_string(data.join("keys.env"))
-        .expect("keys.env")
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
-}
-
 const INTRO: &str = "\
 # API by example
 

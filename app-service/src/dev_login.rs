@@ -43,7 +43,10 @@ pub struct DevTokenResponse {
     request_body = DevTokenRequest,
     responses(
         (status = 201, description = "A seller token", body = DevTokenResponse),
+        (status = 400, description = "`invalid-json`", body = service_kit::ErrorEnvelope),
         (status = 404, description = "Dev login is off (`dev-login-disabled`)", body = service_kit::ErrorEnvelope),
+        (status = 413, description = "Body over the JSON limit (`body-too-large`)", body = service_kit::ErrorEnvelope),
+        (status = 415, description = "Not JSON (`json-content-type-required`)", body = service_kit::ErrorEnvelope),
         (status = 422, description = "`invalid-seller-id`, `invalid-request-body`", body = service_kit::ErrorEnvelope),
     )
 )]

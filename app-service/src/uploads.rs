@@ -143,6 +143,7 @@ fn validate_filename(raw: &str) -> AppResult<String> {
     security(("bearer" = [])),
     responses(
         (status = 201, description = "The pre-signed upload URL", body = UploadTicket),
+        (status = 400, description = "`invalid-json`", body = service_kit::ErrorEnvelope),
         (status = 401, description = "No valid seller token (`missing-token`, `malformed-token`, `invalid-signature`, `token-expired`, …)", body = service_kit::ErrorEnvelope),
         (status = 413, description = "Body over the JSON limit (`body-too-large`)", body = service_kit::ErrorEnvelope),
         (status = 415, description = "Not JSON (`json-content-type-required`)", body = service_kit::ErrorEnvelope),

@@ -399,18 +399,29 @@ impl ServiceProcess {
         env: &[(String, String)],
         logs: &Path,
     ) -> ServiceProcess {
-        let port = free_port();
-        let bind = format!("127.0.0.1:{port}");
+        let bind = format!("127.0.0.1:{}", free_port());
+        Self::start_at(name, bind_var, &bind, env, logs).await
+    }
+
+    /// [`ServiceProcess::start`] on a given address (e.g. to start a killed service again
+    /// where its clients expect it).
+    pub async fn start_at(
+        name: &'static str,
+        bind_var: &str,
+        bind: &str,
+        env: &[(String, String)],
+        logs: &Path,
+    ) -> ServiceProcess {
         let mut command = Command::new(vitrine_bin());
         command
             .args(["serve", name])
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env(bind_var, &bind)
+            .env(bind_var, bind)
             .env("LOG_FORMAT", "json")
             .env("RUST_LOG", "info");
-        Self::spawn(name, command, &bind, logs).await
+        Self::spawn(name, command, bind, logs).await
     }
 
     /// Runs `command` (its environment already set, `bind` being where it serves
@@ -561,6 +572,17 @@ impl Launcher {
         let child = command.spawn().expect("spawn vitrine");
         (Launcher { child }, binds, log)
     }
+}
+
+/// The key rings `vitrine up` generated into `<data>/keys.env`, by variable.
+pub fn launcher_keys(data: &Path) -> std::collections::BTreeMap<String, String> {
+    std::fs::read_to_string(data.join("keys.env"))
+        .expect("keys.env")
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
 }
 
 /// Runs `vitrine up`; SIGTERM (then SIGKILL) when dropped.

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 use service_kit::auth::{Seller, SellerId};
-use service_kit::AppJson;
+use service_kit::{AppJson, AppQuery};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -527,14 +527,14 @@ async fn start_import(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "One page of your imports", body = ImportPage),
-        (status = 400, description = "`invalid-limit`, `invalid-cursor`", body = service_kit::ErrorEnvelope),
+        (status = 400, description = "`invalid-limit`, `invalid-cursor`, `invalid-query` (e.g. a repeated parameter)", body = service_kit::ErrorEnvelope),
         (status = 401, description = "No valid seller token", body = service_kit::ErrorEnvelope),
     )
 )]
 pub async fn list_imports(
     State(state): State<ApiState>,
     Seller(seller): Seller,
-    Query(params): Query<PageParams>,
+    AppQuery(params): AppQuery<PageParams>,
 ) -> ImportResult<Json<ImportPage>> {
     let limit = page_size(params.limit.as_deref())?;
     let before = cursor(params.cursor.as_deref())?;
@@ -573,6 +573,26 @@ pub async fn get_import(
     Ok(Json(job_view(&state, &job).await?))
 }
 
+/// Which event of `GET /imports/{id}/events` this is.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ImportEventKind {
+    /// The import changed.
+    Progress,
+    /// The import finished; the last event of the stream.
+    Done,
+}
+
+/// One server-sent event of `GET /imports/{id}/events` (only documented: the stream is
+/// written by axum's `Event`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ImportEvent {
+    pub event: ImportEventKind,
+    /// The import as JSON, as `GET /imports/{id}` returns it (an `ImportJob`).
+    #[schema(content_media_type = "application/json")]
+    pub data: String,
+}
+
 /// Progress as server-sent events: a `progress` event (the import, as in
 /// `GET /imports/{id}`) whenever it changes, then one `done` event when it finishes.
 #[utoipa::path(
@@ -582,7 +602,7 @@ pub async fn get_import(
     params(("id" = String, Path, description = "Import id")),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "`text/event-stream` of `progress` and `done` events carrying an ImportJob", content_type = "text/event-stream", body = ImportJob),
+        (status = 200, description = "`text/event-stream` of `progress` and `done` events carrying an ImportJob", content_type = "text/event-stream", body = ImportEvent),
         (status = 400, description = "`invalid-import-id`", body = service_kit::ErrorEnvelope),
         (status = 401, description = "No valid seller token", body = service_kit::ErrorEnvelope),
         (status = 404, description = "`import-not-found`", body = service_kit::ErrorEnvelope),
@@ -651,7 +671,7 @@ pub async fn import_events(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "One page of items", body = ItemPage),
-        (status = 400, description = "`invalid-import-id`, `invalid-status`, `invalid-limit`, `invalid-cursor`", body = service_kit::ErrorEnvelope),
+        (status = 400, description = "`invalid-import-id`, `invalid-status`, `invalid-limit`, `invalid-cursor`, `invalid-query` (e.g. a repeated parameter)", body = service_kit::ErrorEnvelope),
         (status = 401, description = "No valid seller token", body = service_kit::ErrorEnvelope),
         (status = 404, description = "`import-not-found`", body = service_kit::ErrorEnvelope),
     )
@@ -660,7 +680,7 @@ pub async fn list_items(
     State(state): State<ApiState>,
     Seller(seller): Seller,
     Path(id): Path<String>,
-    Query(params): Query<ItemParams>,
+    AppQuery(params): AppQuery<ItemParams>,
 ) -> ImportResult<Json<ItemPage>> {
     let status = match params.status.as_deref() {
         None | Some("") => None,
@@ -742,14 +762,14 @@ pub async fn retry_failed(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "One page of your images", body = ImagePage),
-        (status = 400, description = "`invalid-source`, `invalid-limit`, `invalid-cursor`", body = service_kit::ErrorEnvelope),
+        (status = 400, description = "`invalid-source`, `invalid-limit`, `invalid-cursor`, `invalid-query` (e.g. a repeated parameter)", body = service_kit::ErrorEnvelope),
         (status = 401, description = "No valid seller token", body = service_kit::ErrorEnvelope),
     )
 )]
 pub async fn list_images(
     State(state): State<ApiState>,
     Seller(seller): Seller,
-    Query(params): Query<ImageParams>,
+    AppQuery(params): AppQuery<ImageParams>,
 ) -> ImportResult<Json<ImagePage>> {
     let source = match params.source.as_deref() {
         None | Some("") => None,

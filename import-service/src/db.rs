@@ -1095,10 +1095,22 @@ impl ImportRepo {
     }
 
     /// Puts an item back to `pending` after a transient failure (its task is retried).
-    pub async fn item_will_retry(&self, item_id: &str, code: &str, detail: &str) -> DbResult<()> {
+    /// `uncounted`: the attempt just made is given back (it was not the file's failure).
+    pub async fn item_will_retry(
+        &self,
+        item_id: &str,
+        code: &str,
+        detail: &str,
+        uncounted: bool,
+    ) -> DbResult<()> {
         self.set_reason(
-            "UPDATE import_items SET state = 'pending', reason = $2, detail = $3, updated_at = $4 \
-             WHERE id = $1 AND state = 'importing'",
+            if uncounted {
+                "UPDATE import_items SET state = 'pending', reason = $2, detail = $3, updated_at = $4, \
+                 attempts = attempts - 1 WHERE id = $1 AND state = 'importing'"
+            } else {
+                "UPDATE import_items SET state = 'pending', reason = $2, detail = $3, updated_at = $4 \
+                 WHERE id = $1 AND state = 'importing'"
+            },
             item_id,
             code,
             detail,

@@ -30,7 +30,7 @@ use crate::db::{
     StoredFile,
 };
 use crate::providers::{Entry, ListingPosition, Provider, ProviderClient, ProviderError, Retry};
-use crate::storage_client::{IngestError, IngestRequest, StorageClient};
+use crate::storage_client::{IngestError, IngestRequest, StorageClient, INGEST_IN_PROGRESS};
 use crate::tasks::{FileTask, ListingTask, QueueNames};
 
 /// Both provider clients.
@@ -503,9 +503,13 @@ impl Pipeline {
             Err(failure) => {
                 failure.count(job.provider);
                 if let Retry::Transient { after } = failure.retry {
-                    if attempt < self.settings.max_attempts {
+                    // Storage is still storing this very file (or will take over a write
+                    // a dead storage left): not a failed attempt, so not one of the
+                    // file's IMPORT_MAX_ATTEMPTS. Storage resolves it within a minute.
+                    let uncounted = failure.code == INGEST_IN_PROGRESS;
+                    if uncounted || attempt < self.settings.max_attempts {
                         self.repo
-                            .item_will_retry(&item.id, &failure.code, &failure.message)
+                            .item_will_retry(&item.id, &failure.code, &failure.message, uncounted)
                             .await?;
                         return Ok(Outcome::Retry {
                             after: self.backoff(attempt, after),

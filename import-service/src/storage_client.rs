@@ -111,6 +111,12 @@ pub enum IngestError {
     /// timeout, a transport error.
     #[error("storage is unavailable: {message}")]
     Unavailable { message: String },
+    /// 503 `ingest-in-progress`: storage holds an unfinished write of this very file
+    /// (another attempt's, or one abandoned by a storage that died or lost its database,
+    /// which storage takes over after `COMMIT_TAKEOVER_AFTER_SECS`). Try again later; not
+    /// a failed attempt.
+    #[error("storage is still storing this file: {message}")]
+    InProgress { message: String },
     /// 401/403 (our keys do not match storage's `IMPORT_STORAGE_KEYS`; the message says
     /// so) or an answer the contract does not have. Treated as transient, but it will not
     /// heal by itself: log it loudly.
@@ -130,6 +136,7 @@ impl IngestError {
         match self {
             IngestError::Rejected { code, .. } => code,
             IngestError::Unavailable { .. } => "storage-unavailable",
+            IngestError::InProgress { .. } => INGEST_IN_PROGRESS,
             IngestError::Misconfigured { .. } => "storage-misconfigured",
         }
     }
@@ -257,10 +264,14 @@ fn ingest_query(r: &IngestRequest<'_>) -> String {
     query.finish()
 }
 
+/// [`IngestError::InProgress`]'s code (storage's).
+pub const INGEST_IN_PROGRESS: &str = "ingest-in-progress";
+
 /// What an ingest answer other than 200/201 means for the item.
 fn ingest_failure(answer: &Answer) -> IngestError {
     let (code, message) = answer.error_code();
     match answer.status.as_u16() {
+        503 if code == INGEST_IN_PROGRESS => IngestError::InProgress { message },
         413 | 415 | 422 => IngestError::Rejected {
             status: answer.status.as_u16(),
             code,

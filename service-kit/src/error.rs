@@ -216,6 +216,33 @@ impl<T: Serialize> IntoResponse for AppJson<T> {
     }
 }
 
+/// `axum::extract::Query` whose rejection (a repeated parameter such as `?limit=1&limit=2`,
+/// or one that does not parse) is a `400 invalid-query` in the envelope rather than
+/// axum's plain-text answer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AppQuery<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for AppQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(AppQuery(value)),
+            Err(rejection) => Err(ApiError::bad_request(
+                "invalid-query",
+                format!("the query string is not valid: {}", rejection.body_text()),
+            )),
+        }
+    }
+}
+
 /// Maps axum's JSON rejections to stable codes.
 pub fn json_rejection(rejection: JsonRejection) -> ApiError {
     match rejection {
@@ -259,5 +286,36 @@ mod tests {
         let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(json["error"]["code"], "internal-error");
         assert!(!String::from_utf8_lossy(&bytes).contains("hunter2"));
+    }
+
+    #[tokio::test]
+    async fn a_bad_query_is_an_enveloped_400() {
+        #[derive(serde::Deserialize)]
+        struct Params {
+            #[allow(dead_code)]
+            limit: Option<String>,
+        }
+        async fn handler(AppQuery(_): AppQuery<Params>) -> &'static str {
+            "ok"
+        }
+        let router = axum::Router::new().route("/", axum::routing::get(handler));
+        let call = |uri: &'static str| {
+            let router = router.clone();
+            async move {
+                use tower::ServiceExt;
+                let request = Request::builder().uri(uri).body(axum::body::Body::empty());
+                router.oneshot(request.unwrap()).await.unwrap()
+            }
+        };
+        assert_eq!(call("/?limit=5").await.status(), StatusCode::OK);
+        // A repeated parameter: axum's Query answers in plain text.
+        let response = call("/?limit=1&limit=2").await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(json["error"]["code"], "invalid-query");
+        assert!(json["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("duplicate field")));
     }
 }

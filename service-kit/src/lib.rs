@@ -4,7 +4,7 @@
 //! - [`auth`]: seller JWT verification (HS256 secret and/or an identity provider's JWKS),
 //!   the `Seller` extractor, and the development token issuer.
 //! - [`config`]: typed configuration from environment variables; errors name the variable.
-//! - [`error`]: the JSON error envelope, [`error::ApiError`], the `AppJson` extractor,
+//! - [`error`]: the JSON error envelope, [`error::ApiError`], the `AppJson` and `AppQuery` extractors,
 //!   and the middleware that logs internal errors once.
 //! - [`telemetry`]: tracing (pretty or JSON), request ids and W3C `traceparent`.
 //! - [`metrics`]: the Prometheus recorder and HTTP request metrics.
@@ -30,4 +30,4 @@ pub mod telemetry;
 pub mod testing;
 
 pub use config::{ConfigError, Env};
-pub use error::{ApiError, AppJson, ErrorEnvelope};
+pub use error::{ApiError, AppJson, AppQuery, ErrorEnvelope};

@@ -4,6 +4,10 @@
 //! test prints that it skipped and returns early; when `VITRINE_REQUIRE_BACKENDS=1`
 //! (as CI sets it) a missing backend is a failure instead.
 
+pub mod proxy;
+
+pub use proxy::TcpProxy;
+
 /// Variable that turns a skipped backend test into a failure.
 pub const REQUIRE_BACKENDS: &str = "VITRINE_REQUIRE_BACKENDS";
 

@@ -312,6 +312,15 @@ impl Repo {
         Ok(true)
     }
 
+    /// Deletes an image row only while it is still 'committing'; true if it did.
+    pub async fn delete_committing(&self, image_id: &str) -> StorageResult<bool> {
+        let done = sqlx::query("DELETE FROM images WHERE id = $1 AND state = 'committing'")
+            .bind(image_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     pub async fn delete_image(&self, image_id: &str) -> StorageResult<()> {
         sqlx::query("DELETE FROM images WHERE id = $1")
             .bind(image_id)

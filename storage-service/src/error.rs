@@ -40,8 +40,8 @@ pub enum StorageError {
     UploadAlreadyCompleted,
     #[error("another upload with this URL is in progress")]
     UploadInProgress,
-    #[error("a file with this idempotency key is being stored right now; try again shortly")]
-    IngestInProgress,
+    #[error("a file with this idempotency key is being stored right now; try again in {retry_after_secs} s")]
+    IngestInProgress { retry_after_secs: u64 },
     #[error("declared size {size} bytes exceeds the limit of {limit} bytes")]
     SizeLimitExceeded { size: u64, limit: u64 },
 
@@ -103,7 +103,7 @@ impl StorageError {
             UploadNotFound => "upload-not-found",
             UploadAlreadyCompleted => "upload-already-completed",
             UploadInProgress => "upload-in-progress",
-            IngestInProgress => "ingest-in-progress",
+            IngestInProgress { .. } => "ingest-in-progress",
             SizeLimitExceeded { .. } => "size-limit-exceeded",
             BodyLargerThanDeclared { .. } => "body-larger-than-declared",
             BodyShorterThanDeclared { .. } => "body-shorter-than-declared",
@@ -150,7 +150,7 @@ impl StorageError {
             },
             BodyIdleTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
-            BlobUnavailable(_) | DatabaseUnavailable(_) | IngestInProgress => {
+            BlobUnavailable(_) | DatabaseUnavailable(_) | IngestInProgress { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -177,6 +177,12 @@ impl From<StorageError> for ApiError {
                     err.code(),
                     "request verification is temporarily unavailable",
                     detail,
+                )
+            }
+            StorageError::IngestInProgress { retry_after_secs } => {
+                ApiError::new(err.status(), err.code(), err.to_string()).with_header(
+                    http::header::RETRY_AFTER,
+                    http::HeaderValue::from(*retry_after_secs),
                 )
             }
             StorageError::RangeNotSatisfiable { size } => {

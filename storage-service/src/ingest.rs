@@ -5,6 +5,7 @@
 //! Idempotent: a retried ingest with the same `idempotency_key` returns the first image.
 
 use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::{Extension, Json};
@@ -127,18 +128,21 @@ fn validate(p: IngestParams, max_size: u64) -> StorageResult<ValidIngest> {
         (status = 403, description = "Caller is not an import worker", body = service_kit::ErrorEnvelope),
         (status = 413, description = "Larger than declared or than the limit", body = service_kit::ErrorEnvelope),
         (status = 415, description = "Not an image of the declared type", body = service_kit::ErrorEnvelope),
-        (status = 422, description = "Digest mismatch, truncated, too many pixels, bad parameters", body = service_kit::ErrorEnvelope),
-        (status = 503, description = "Storage temporarily unavailable; nothing stored", body = service_kit::ErrorEnvelope),
+        (status = 422, description = "Digest mismatch, truncated, too many pixels, bad or missing parameters (`invalid-ingest-parameters`)", body = service_kit::ErrorEnvelope),
+        (status = 503, description = "Storage temporarily unavailable; nothing stored (`blob-store-unavailable`, `database-unavailable`); or a write of this idempotency key is still committing (`ingest-in-progress`, `Retry-After` = seconds until a write left by a dead storage is taken over, at most 45)", body = service_kit::ErrorEnvelope),
     )
 )]
 pub async fn ingest(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Query(params): Query<IngestParams>,
+    params: Result<Query<IngestParams>, QueryRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> StorageResult<(StatusCode, Json<ImageSummary>)> {
     caller.require(&[Caller::Import])?;
+    // A missing or unparsable parameter (e.g. `size=-1`) is a 422 with the JSON envelope,
+    // not axum's plain-text 400.
+    let Query(params) = params.map_err(|e| StorageError::InvalidIngest(e.body_text()))?;
     let v = validate(params, state.config.max_upload_bytes)?;
     if let Some(existing) = state
         .repo

@@ -219,6 +219,10 @@ pub enum Committed {
     Duplicate(crate::db::ImageRow),
 }
 
+/// How old a 'committing' row of the same ingest key must be before a new write of that
+/// key replaces it (see [`commit`]); storage's own commits take seconds.
+pub const COMMIT_TAKEOVER_AFTER_SECS: i64 = 45;
+
 /// [`commit`] on a task of its own, so that it runs to its end even when the request
 /// that asked for it goes away: hyper drops a handler's future when its client
 /// disconnects, and a commit dropped between its steps would leave a 'committing' row
@@ -246,22 +250,44 @@ pub async fn commit(
     upload_claim: Option<(&str, &str)>,
 ) -> StorageResult<Committed> {
     let Verified { writer, .. } = verified;
-    if let Err(duplicate) = repo.insert_committing(&row).await? {
-        let _ = writer.abort().await;
-        if let (Some(key), owner) = (row.ingest_key.as_deref(), row.owner_id.as_str()) {
-            if let Some(existing) = repo.image_by_ingest_key(owner, key).await? {
-                // A 'committing' row is another request's commit in progress: its
-                // object may not exist yet, and it may still fail. Not a result to hand
-                // out; the caller tries again.
-                if existing.state != "complete" {
-                    return Err(StorageError::IngestInProgress);
-                }
-                return Ok(Committed::Duplicate(existing));
-            }
+    let mut taken_over = false;
+    while let Err(duplicate) = repo.insert_committing(&row).await? {
+        let existing = match (row.ingest_key.as_deref(), row.owner_id.as_str()) {
+            (Some(key), owner) => repo.image_by_ingest_key(owner, key).await?,
+            _ => None,
+        };
+        let Some(existing) = existing else {
+            let _ = writer.abort().await;
+            return Err(StorageError::Internal(format!(
+                "unexpected duplicate image: {duplicate}"
+            )));
+        };
+        if existing.state == "complete" {
+            let _ = writer.abort().await;
+            return Ok(Committed::Duplicate(existing));
         }
-        return Err(StorageError::Internal(format!(
-            "unexpected duplicate image: {duplicate}"
-        )));
+        // A 'committing' row is another request's commit in progress: its object may
+        // not exist yet, and it may still fail. Not a result to hand out. A commit takes
+        // seconds; one older than COMMIT_TAKEOVER_AFTER_SECS belongs to a writer that
+        // died (storage killed, or its database gone mid-commit): this write takes over
+        // (the row and its object go, as the sweeper would remove them later), rather
+        // than have the key refused until the sweeper runs. Otherwise the caller is told
+        // when to try again.
+        let age = crate::domain::unix_now() - existing.created_at;
+        if age < COMMIT_TAKEOVER_AFTER_SECS || taken_over {
+            let _ = writer.abort().await;
+            return Err(StorageError::IngestInProgress {
+                retry_after_secs: (COMMIT_TAKEOVER_AFTER_SECS - age)
+                    .clamp(1, COMMIT_TAKEOVER_AFTER_SECS) as u64,
+            });
+        }
+        if repo.delete_committing(&existing.id).await? {
+            if let Ok(key) = BlobKey::new(existing.storage_key.clone()) {
+                store.delete(&key).await?;
+            }
+            tracing::warn!(image_id = %existing.id, age, "took over an ingest abandoned while committing");
+        }
+        taken_over = true;
     }
     if let Err(e) = writer.commit().await {
         let _ = repo.delete_image(&row.id).await;

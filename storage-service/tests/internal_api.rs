@@ -384,6 +384,15 @@ async fn ingest_checks_digests_type_and_caller() {
         "invalid-ingest-parameters",
     )
     .await;
+    // A parameter that does not parse (found by schema fuzzing: it was a plain-text 400).
+    let query = ingest_query(&bytes, "k5b").replace(&format!("size={}", bytes.len()), "size=-1");
+    assert_error(
+        app.send(signed_ingest(&app, &app.import_keys, &query, &bytes))
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid-ingest-parameters",
+    )
+    .await;
     // A digest-signed body is not how ingest works.
     let req = common::signed_raw(
         &app.import_keys,
@@ -712,4 +721,78 @@ async fn presign_batch_checks_each_upload_and_records_the_good_ones_at_once() {
     );
     assert_eq!(app.send(req).await.status(), StatusCode::FORBIDDEN);
     assert_eq!(pending_count(&app).await, 3);
+}
+
+/// A 'committing' row of `key` (seller-1's), as a writer that died would leave it.
+fn abandoned_row(key: &str, age_secs: i64) -> storage_service::db::ImageRow {
+    let id = uuid::Uuid::now_v7().to_string();
+    storage_service::db::ImageRow {
+        id: id.clone(),
+        owner_id: "seller-1".into(),
+        state: "committing".into(),
+        source: "google-drive".into(),
+        source_ref: None,
+        ingest_key: Some(key.into()),
+        upload_id: None,
+        filename: "photo.png".into(),
+        content_type: "image/png".into(),
+        size: 1,
+        sha256: "0".repeat(64),
+        md5: None,
+        width: 1,
+        height: 1,
+        storage_key: format!("images/00/{id}"),
+        created_at: shared_signing::unix_now() - age_secs,
+        completed_at: None,
+    }
+}
+
+#[tokio::test]
+async fn an_ingest_abandoned_while_committing_is_taken_over() {
+    let app = app("an_ingest_abandoned_while_committing_is_taken_over").await;
+    let bytes = fixture("tiny.png");
+    let takeover = storage_service::write_path::COMMIT_TAKEOVER_AFTER_SECS;
+
+    // A recent 'committing' row of the key: a commit in progress; try again later.
+    let recent = abandoned_row("job1:recent", 5);
+    app.repo()
+        .insert_committing(&recent)
+        .await
+        .unwrap()
+        .unwrap();
+    let query = ingest_query(&bytes, "job1%3Arecent");
+    let response = app
+        .send(signed_ingest(&app, &app.import_keys, &query, &bytes))
+        .await;
+    let retry_after: i64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=takeover - 5).contains(&retry_after), "{retry_after}");
+    assert_error(
+        response,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "ingest-in-progress",
+    )
+    .await;
+    assert_eq!(
+        app.repo().image(&recent.id).await.unwrap().unwrap().state,
+        "committing"
+    );
+
+    // One older than the takeover age: its writer died; this ingest replaces it.
+    let dead = abandoned_row("job1:dead", takeover + 1);
+    app.repo().insert_committing(&dead).await.unwrap().unwrap();
+    let query = ingest_query(&bytes, "job1%3Adead");
+    let (status, stored) = json_of(
+        app.send(signed_ingest(&app, &app.import_keys, &query, &bytes))
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{stored}");
+    assert!(app.repo().image(&dead.id).await.unwrap().is_none());
+    let (status, record) = app.image_record(stored["image_id"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{record}");
+    assert_eq!(record["state"], "complete", "{record}");
 }

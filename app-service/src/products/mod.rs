@@ -10,13 +10,13 @@
 pub mod model;
 pub mod repo;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use service_kit::auth::{Seller, SellerId};
-use service_kit::AppJson;
+use service_kit::{AppJson, AppQuery};
 use utoipa::IntoParams;
 use uuid::Uuid;
 
@@ -199,14 +199,14 @@ pub struct ListParams {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "One page of your products", body = ProductPage),
-        (status = 400, description = "`invalid-limit`, `invalid-cursor`", body = service_kit::ErrorEnvelope),
+        (status = 400, description = "`invalid-limit`, `invalid-cursor`, `invalid-query` (e.g. a repeated parameter)", body = service_kit::ErrorEnvelope),
         (status = 401, description = "No valid seller token", body = service_kit::ErrorEnvelope),
     )
 )]
 pub async fn list_products(
     State(state): State<AppState>,
     Seller(seller): Seller,
-    Query(params): Query<ListParams>,
+    AppQuery(params): AppQuery<ListParams>,
 ) -> AppResult<Json<ProductPage>> {
     let limit = match params.limit.as_deref() {
         None => DEFAULT_PAGE_SIZE,

@@ -29,7 +29,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 pub use local::LocalBlobStore;
-pub use object::ObjectBlobStore;
+pub use object::{ObjectBlobStore, PART_SIZE};
 
 /// Longest key accepted, in bytes.
 pub const MAX_KEY_LEN: usize = 512;

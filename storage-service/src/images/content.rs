@@ -6,11 +6,12 @@
 //! an ASCII-safe `Content-Disposition`, and single `Range` requests.
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde::Deserialize;
+use service_kit::AppQuery;
 use shared_signing::Purpose;
 use utoipa::IntoParams;
 
@@ -52,6 +53,7 @@ pub fn content_disposition(filename: &str) -> String {
         (status = 200, description = "The image", content_type = "image/*"),
         (status = 206, description = "A byte range of the image", content_type = "image/*"),
         (status = 304, description = "Not modified (If-None-Match)"),
+        (status = 400, description = "A repeated `token` (`invalid-query`)", body = service_kit::ErrorEnvelope),
         (status = 403, description = "Token invalid, expired, or for another image", body = service_kit::ErrorEnvelope),
         (status = 404, description = "No such image", body = service_kit::ErrorEnvelope),
         (status = 416, description = "Range not satisfiable", body = service_kit::ErrorEnvelope),
@@ -60,7 +62,7 @@ pub fn content_disposition(filename: &str) -> String {
 pub async fn get_content(
     State(state): State<AppState>,
     Path(image_id): Path<String>,
-    Query(query): Query<ContentQuery>,
+    AppQuery(query): AppQuery<ContentQuery>,
     headers: HeaderMap,
 ) -> StorageResult<Response> {
     let now = unix_now();

@@ -58,8 +58,11 @@ pub struct DownloadUrlClaims {
     security(("service_signature" = [])),
     responses(
         (status = 200, description = "URLs for the images that exist", body = DownloadUrlsResponse),
+        (status = 400, description = "Body not valid JSON (`invalid-json`)", body = service_kit::ErrorEnvelope),
         (status = 401, description = "Bad request signature", body = service_kit::ErrorEnvelope),
-        (status = 422, description = "Too many ids or a bad lifetime", body = service_kit::ErrorEnvelope),
+        (status = 413, description = "Body over the JSON limit (`body-too-large`)", body = service_kit::ErrorEnvelope),
+        (status = 415, description = "Not JSON (`json-content-type-required`)", body = service_kit::ErrorEnvelope),
+        (status = 422, description = "Too many ids or a bad lifetime, or a body of the wrong shape (`invalid-request-body`)", body = service_kit::ErrorEnvelope),
     )
 )]
 pub async fn download_urls(

@@ -98,10 +98,12 @@ fn validate(meta: UploadMetadata, max_size: u64) -> StorageResult<ValidMetadata>
     security(("service_signature" = [])),
     responses(
         (status = 201, description = "Upload URL minted", body = PresignResponse),
+        (status = 400, description = "Body not valid JSON (`invalid-json`)", body = service_kit::ErrorEnvelope),
         (status = 401, description = "Bad request signature or metadata token", body = service_kit::ErrorEnvelope),
         (status = 403, description = "Caller is not the App Service", body = service_kit::ErrorEnvelope),
-        (status = 413, description = "Declared size over the limit", body = service_kit::ErrorEnvelope),
-        (status = 422, description = "Invalid metadata", body = service_kit::ErrorEnvelope),
+        (status = 413, description = "Declared size over the limit, or body over the JSON limit (`body-too-large`)", body = service_kit::ErrorEnvelope),
+        (status = 415, description = "Not JSON (`json-content-type-required`)", body = service_kit::ErrorEnvelope),
+        (status = 422, description = "Invalid metadata, or a body of the wrong shape (`invalid-request-body`)", body = service_kit::ErrorEnvelope),
     )
 )]
 pub async fn presign(
@@ -242,7 +244,10 @@ pub struct PresignBatchResponse {
         (status = 200, description = "One result per token, in order", body = PresignBatchResponse),
         (status = 401, description = "Bad request signature", body = service_kit::ErrorEnvelope),
         (status = 403, description = "Caller is not the App Service", body = service_kit::ErrorEnvelope),
-        (status = 400, description = "No tokens, or more than 100 (`invalid-request`)", body = service_kit::ErrorEnvelope),
+        (status = 400, description = "No tokens, or more than 100 (`invalid-request`); body not valid JSON (`invalid-json`)", body = service_kit::ErrorEnvelope),
+        (status = 413, description = "Body over the JSON limit (`body-too-large`)", body = service_kit::ErrorEnvelope),
+        (status = 415, description = "Not JSON (`json-content-type-required`)", body = service_kit::ErrorEnvelope),
+        (status = 422, description = "A body of the wrong shape (`invalid-request-body`)", body = service_kit::ErrorEnvelope),
     )
 )]
 pub async fn presign_batch(

@@ -4,12 +4,13 @@ use std::sync::Arc;
 
 use audit_events::EventType;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use futures::FutureExt;
 use serde::Deserialize;
 use service_kit::media::ImageType;
+use service_kit::AppQuery;
 use shared_signing::Purpose;
 use utoipa::IntoParams;
 
@@ -111,7 +112,7 @@ pub fn check_content_length(headers: &HeaderMap, declared: u64) -> StorageResult
     request_body(content = Vec<u8>, content_type = "image/*", description = "The image bytes, exactly as declared"),
     responses(
         (status = 201, description = "Stored", body = ImageSummary),
-        (status = 400, description = "Body shorter than declared, empty or unreadable", body = service_kit::ErrorEnvelope),
+        (status = 400, description = "Body shorter than declared, empty or unreadable; a repeated `token` (`invalid-query`)", body = service_kit::ErrorEnvelope),
         (status = 403, description = "Token invalid, expired, or for another upload", body = service_kit::ErrorEnvelope),
         (status = 404, description = "Upload unknown or expired", body = service_kit::ErrorEnvelope),
         (status = 409, description = "URL already used, or in use by another PUT", body = service_kit::ErrorEnvelope),
@@ -124,7 +125,7 @@ pub fn check_content_length(headers: &HeaderMap, declared: u64) -> StorageResult
 pub async fn put_upload(
     State(state): State<AppState>,
     Path(upload_id): Path<String>,
-    Query(query): Query<UploadQuery>,
+    AppQuery(query): AppQuery<UploadQuery>,
     headers: HeaderMap,
     body: Body,
 ) -> StorageResult<(StatusCode, Json<ImageSummary>)> {

@@ -113,7 +113,17 @@ impl TestApp {
         }
         let mut config = StorageConfig::from_env(&Env::from_pairs(vars)).expect("config");
         if let Some(s3) = &s3 {
-            config.s3 = Some(s3.clone());
+            // `S3_ENDPOINT` in `extra` points the service (not the listing client below)
+            // elsewhere, e.g. at a proxy in front of the real server.
+            let endpoint = extra
+                .iter()
+                .find(|(k, _)| *k == "S3_ENDPOINT")
+                .map(|(_, v)| (*v).to_owned())
+                .or_else(|| s3.endpoint.clone());
+            config.s3 = Some(S3Settings {
+                endpoint,
+                ..s3.clone()
+            });
         }
         let s3_listing = s3.as_ref().map(|s| {
             let store = object_store::aws::AmazonS3Builder::new()
