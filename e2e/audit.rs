@@ -14,7 +14,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -27,16 +27,6 @@ use shared_signing::{KeyRing, Purpose};
 use tokio::task::JoinHandle;
 
 // ---------------------------------------------------------------- helpers
-
-/// The launcher's generated keys (`<data>/keys.env`).
-fn data_keys(data: &Path) -> BTreeMap<String, String> {
-    std::fs::read_to_string(data.join("keys.env"))
-        .expect("keys.env")
-        .lines()
-        .filter_map(|line| line.split_once('='))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect()
-}
 
 /// `vitrine token <args>` with the stack's data dir.
 fn vitrine_token(data: &Path, args: &[&str]) -> String {
@@ -397,7 +387,7 @@ async fn every_event_type_comes_from_a_real_flow_on_the_embedded_stack() {
     assert_ne!(next.2["events"][0]["id"], page.2["events"][0]["id"]);
 
     // Bad inputs to GET /audit: each its JSON error; refused tokens are audited too.
-    let admin_keys = KeyRing::parse(&data_keys(data.path())["AUDIT_ADMIN_KEYS"]).expect("ring");
+    let admin_keys = KeyRing::parse(&launcher_keys(data.path())["AUDIT_ADMIN_KEYS"]).expect("ring");
     let now = shared_signing::unix_now();
     let stranger = ring("admin1");
     let cases: Vec<(Option<String>, &str, u16, &str)> = vec![
