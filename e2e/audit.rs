@@ -28,22 +28,6 @@ use tokio::task::JoinHandle;
 
 // ---------------------------------------------------------------- helpers
 
-/// `vitrine token <args>` with the stack's data dir.
-fn vitrine_token(data: &Path, args: &[&str]) -> String {
-    let out = Command::new(vitrine_bin())
-        .arg("token")
-        .args(args)
-        .env("VITRINE_DATA_DIR", data)
-        .env_remove("AUDIT_ADMIN_KEYS")
-        .output()
-        .expect("vitrine token");
-    assert!(out.status.success(), "vitrine token {args:?}: {out:?}");
-    String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_owned()
-}
-
 fn admin_token(keys: &KeyRing, issued_at: i64, ttl: u64) -> String {
     keys.mint_json(
         Purpose::new("audit-read"),
@@ -333,6 +317,52 @@ async fn every_event_type_comes_from_a_real_flow_on_the_embedded_stack() {
         assert!(!text.contains(&token), "a seller token leaked into {text}");
         assert!(!text.contains("token="), "a URL token leaked into {text}");
     }
+
+    // A gallery page is one `download.url_issued` event naming every image on it.
+    let (status, _, page) = send(
+        client
+            .get(format!("{import}/images"))
+            .bearer_auth(&token)
+            .header("x-request-id", "rid-gallery"),
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    let listed: BTreeSet<String> = page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| i["image_id"].as_str().expect("image_id").to_owned())
+        .collect();
+    assert!(
+        listed.len() >= 2,
+        "the demo import stored its images: {page}"
+    );
+    let issued = wait_for_events(
+        &client,
+        &audit,
+        &operator,
+        &format!("{query}&type=download.url_issued"),
+        "the gallery's download.url_issued",
+        |events| events.iter().any(|e| e["request_id"] == "rid-gallery"),
+    )
+    .await;
+    let gallery: Vec<&Value> = issued
+        .iter()
+        .filter(|e| e["request_id"] == "rid-gallery")
+        .collect();
+    assert_eq!(gallery.len(), 1, "one event per page: {gallery:#?}");
+    let details = &gallery[0]["details"];
+    assert_eq!(details["caller"], "import-service");
+    assert_eq!(details["count"], listed.len().to_string().as_str());
+    let named: BTreeSet<String> = details["image_ids"]
+        .as_str()
+        .expect("image_ids")
+        .split(' ')
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(named, listed);
+    assert!(gallery[0]["subject_id"].is_null(), "{gallery:#?}");
+
     let auth = wait_for_events(
         &client,
         &audit,

@@ -19,7 +19,11 @@
 //!   each request that carries the security scheme's header with the keys the launcher
 //!   generated (`keys.env`: the import ring and an unsigned, streamed body for
 //!   `/internal/ingest`, the app ring and the body's digest otherwise), so the fuzzer gets
-//!   past the signature.
+//!   past the signature;
+//! - **audit** with an operator token (`vitrine token --audit`): `GET /audit`, and
+//!   `POST /internal/events` as a stranger with an operator's token sees it;
+//! - **audit, signed**: `POST /internal/events` through the same kind of proxy, signing
+//!   with the services' audit ring (`AUDIT_KEYS`).
 //!
 //! Checks: no 5xx (`not_a_server_error`), responses match their schema, status code,
 //! content type and headers as documented, schema-invalid requests are refused, required
@@ -188,12 +192,14 @@ fn summary(output: &str) -> &str {
 #[derive(Clone)]
 struct Signer {
     upstream: String,
-    app: KeyRing,
-    import: KeyRing,
+    /// Signs the JSON endpoints (their body's SHA-256).
+    json: KeyRing,
+    /// Signs storage's `/internal/ingest` (a streamed body, unsigned).
+    ingest: Option<KeyRing>,
     http: reqwest::Client,
 }
 
-/// Forwards a request to storage. When it carries an `x-vitrine-signature` header (the
+/// Forwards a request to the upstream service. When it carries an `x-vitrine-signature` header (the
 /// security scheme), the fuzzer's `x-vitrine-*` headers are replaced by a real signature
 /// over exactly the path, query and body that are sent; without one, it goes unsigned.
 async fn sign_and_forward(State(signer): State<Signer>, request: Request) -> Response {
@@ -222,13 +228,12 @@ async fn sign_and_forward(State(signer): State<Signer>, request: Request) -> Res
     .expect("uri");
     // Ingest streams its body, unsigned (its query carries size and digest, checked by the
     // write path); the JSON endpoints sign their body's SHA-256.
-    let (ring, digest) = if url.path() == "/internal/ingest" {
-        (&signer.import, BodyDigest::Unsigned)
-    } else {
-        (&signer.app, BodyDigest::of(&body))
+    let (ring, digest) = match &signer.ingest {
+        Some(ingest) if url.path() == "/internal/ingest" => (ingest, BodyDigest::Unsigned),
+        _ => (&signer.json, BodyDigest::of(&body)),
     };
     // Signed only when the fuzzer sent the security scheme's header, so that requests
-    // without it still show that storage refuses them.
+    // without it still show that the service refuses them.
     let signature = if parts
         .headers
         .contains_key(shared_signing::request::SIGNATURE_HEADER)
@@ -255,11 +260,12 @@ async fn sign_and_forward(State(signer): State<Signer>, request: Request) -> Res
     let answer = match answer {
         Ok(answer) => answer,
         Err(e) => {
-            // Not storage's answer: the run fails on it (502 is a server error).
+            // Not the service's answer: the run fails on it (502 is a server error).
             return Response::builder()
                 .status(502)
                 .body(Body::from(format!(
-                    "signing proxy: storage unreachable: {e}"
+                    "signing proxy: {} unreachable: {e}",
+                    signer.upstream
                 )))
                 .expect("response");
         }
@@ -274,12 +280,19 @@ async fn sign_and_forward(State(signer): State<Signer>, request: Request) -> Res
     response.body(Body::from(bytes)).expect("response")
 }
 
-/// Starts the signing proxy in front of `storage`; returns its URL.
-async fn signing_proxy(storage: &str, keys: &BTreeMap<String, String>) -> String {
+/// Starts a signing proxy in front of `upstream` that signs with the ring in `keys.env`
+/// variable `json_ring` (and storage's ingest with `ingest_ring`); returns its URL.
+async fn signing_proxy(
+    upstream: &str,
+    keys: &BTreeMap<String, String>,
+    json_ring: &str,
+    ingest_ring: Option<&str>,
+) -> String {
+    let ring = |var: &str| KeyRing::parse(&keys[var]).unwrap_or_else(|e| panic!("{var}: {e}"));
     let signer = Signer {
-        upstream: storage.to_owned(),
-        app: KeyRing::parse(&keys["APP_STORAGE_KEYS"]).expect("app ring"),
-        import: KeyRing::parse(&keys["IMPORT_STORAGE_KEYS"]).expect("import ring"),
+        upstream: upstream.to_owned(),
+        json: ring(json_ring),
+        ingest: ingest_ring.map(ring),
         http: reqwest::Client::builder()
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
@@ -379,11 +392,17 @@ async fn every_service_survives_schema_fuzzing() {
         "APP_BIND",
         "IMPORT_BIND",
         "IMPORT_WORKER_METRICS_BIND",
+        "AUDIT_BIND",
     ] {
         launcher.wait_ready(&binds[var], &log).await;
     }
     let url = |var: &str| format!("http://{}", binds[var]);
-    let (app, storage, import) = (url("APP_BIND"), url("STORAGE_BIND"), url("IMPORT_BIND"));
+    let (app, storage, import, audit) = (
+        url("APP_BIND"),
+        url("STORAGE_BIND"),
+        url("IMPORT_BIND"),
+        url("AUDIT_BIND"),
+    );
     let (_, _, issued) = send(
         http_client()
             .post(format!("{app}/auth/token"))
@@ -392,8 +411,20 @@ async fn every_service_survives_schema_fuzzing() {
     .await;
     let token = issued["access_token"].as_str().expect("token").to_owned();
     seed(&app, &import, &token, &fake.drive_folders()[0].url).await;
-    let proxy = signing_proxy(&storage, &launcher_keys(data.path())).await;
+    let keys = launcher_keys(data.path());
+    let storage_proxy = signing_proxy(
+        &storage,
+        &keys,
+        "APP_STORAGE_KEYS",
+        Some("IMPORT_STORAGE_KEYS"),
+    )
+    .await;
+    let audit_proxy = signing_proxy(&audit, &keys, "AUDIT_KEYS", None).await;
     let bearer = format!("Authorization: Bearer {token}");
+    let operator = format!(
+        "Authorization: Bearer {}",
+        vitrine_token(data.path(), &["--audit"])
+    );
 
     // Act: every run, even after one fails, so that one CI log shows all findings.
     let runs = [
@@ -424,11 +455,28 @@ async fn every_service_survives_schema_fuzzing() {
         Run {
             name: "storage-signed",
             spec_url: format!("{storage}/openapi.json"),
-            base_url: proxy,
+            base_url: storage_proxy,
             headers: vec![],
             // The proxy replaces whatever signature the fuzzer made up with a valid one, so
             // "a made-up signature is refused" cannot hold here (the unsigned run checks it;
             // a request without the header still goes unsigned and is checked here too).
+            exclude_checks: &["ignored_auth"],
+            include_path: Some("^/internal/"),
+        },
+        Run {
+            name: "audit",
+            spec_url: format!("{audit}/openapi.json"),
+            base_url: audit.clone(),
+            headers: vec![operator],
+            exclude_checks: &[],
+            include_path: None,
+        },
+        Run {
+            name: "audit-signed",
+            spec_url: format!("{audit}/openapi.json"),
+            base_url: audit_proxy,
+            headers: vec![],
+            // As for storage-signed.
             exclude_checks: &["ignored_auth"],
             include_path: Some("^/internal/"),
         },
@@ -442,7 +490,7 @@ async fn every_service_survives_schema_fuzzing() {
 
     // Assert: nothing found, and the stack is still up and ready.
     let http = http_client();
-    for var in ["STORAGE_BIND", "APP_BIND", "IMPORT_BIND"] {
+    for var in ["STORAGE_BIND", "APP_BIND", "IMPORT_BIND", "AUDIT_BIND"] {
         let ready = http
             .get(format!("http://{}/readyz", binds[var]))
             .send()

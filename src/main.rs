@@ -17,6 +17,9 @@ mod local_keys;
 
 use std::process::ExitCode;
 
+#[global_allocator]
+static ALLOCATOR: service_kit::Allocator = service_kit::Allocator;
+
 const USAGE: &str = "\
 vitrine — run the Vitrine stack locally
 

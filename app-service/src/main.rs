@@ -2,6 +2,9 @@
 
 use service_kit::Env;
 
+#[global_allocator]
+static ALLOCATOR: service_kit::Allocator = service_kit::Allocator;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     service_kit::telemetry::init_tracing(app_service::SERVICE_NAME);

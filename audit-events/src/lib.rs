@@ -142,11 +142,15 @@ impl Audit {
             return;
         };
         let stored = async {
-            let mut tx = pool.begin().await?;
-            for event in &events {
-                outbox::insert(&mut tx, event).await?;
+            if events.len() <= outbox::ROWS_PER_INSERT {
+                // One statement: atomic on its own.
+                let mut conn = pool.acquire().await?;
+                outbox::insert_all(&mut conn, &events).await
+            } else {
+                let mut tx = pool.begin().await?;
+                outbox::insert_all(&mut tx, &events).await?;
+                tx.commit().await
             }
-            tx.commit().await
         }
         .await;
         match stored {

@@ -35,13 +35,38 @@ async fn table_exists(pool: &AnyPool) -> bool {
 
 /// Inserts `event` on `conn` (a pooled connection or an open transaction).
 pub async fn insert(conn: &mut AnyConnection, event: &AuditEvent) -> Result<(), sqlx::Error> {
-    let body = serde_json::to_string(event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    sqlx::query("INSERT INTO audit_outbox (id, created_ms, body) VALUES ($1, $2, $3)")
-        .bind(event.id.to_string())
-        .bind(event.time.timestamp_millis())
-        .bind(body)
-        .execute(conn)
-        .await?;
+    insert_all(conn, std::slice::from_ref(event)).await
+}
+
+/// Rows per multi-row `INSERT` (3 parameters each, well under both databases' limits).
+pub const ROWS_PER_INSERT: usize = 200;
+
+/// Inserts `events` on `conn` with one statement per [`ROWS_PER_INSERT`] events: a
+/// statement per event would hold SQLite's write lock for one round trip to its worker
+/// thread per event.
+pub async fn insert_all(
+    conn: &mut AnyConnection,
+    events: &[AuditEvent],
+) -> Result<(), sqlx::Error> {
+    for chunk in events.chunks(ROWS_PER_INSERT) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
+            .collect();
+        let sql = format!(
+            "INSERT INTO audit_outbox (id, created_ms, body) VALUES {}",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for event in chunk {
+            let body =
+                serde_json::to_string(event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+            query = query
+                .bind(event.id.to_string())
+                .bind(event.time.timestamp_millis())
+                .bind(body);
+        }
+        query.execute(&mut *conn).await?;
+    }
     Ok(())
 }
 

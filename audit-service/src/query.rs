@@ -51,6 +51,7 @@ pub fn mint_admin_token(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[allow(dead_code)] // Documents the parameters; they are parsed from the raw query.
 pub struct AuditQuery {
     /// Only this seller's events.
@@ -62,6 +63,7 @@ pub struct AuditQuery {
     /// Only events at or after this time (RFC 3339, e.g. `2026-12-01T00:00:00Z`).
     since: Option<String>,
     /// Events per page, 1–1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,

@@ -5,6 +5,7 @@
 //! `upload-url-throughput`, `queue-throughput` and `import-throughput` (`src/bin/`).
 
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 
@@ -28,6 +29,28 @@ pub fn load_average() -> String {
         .ok()
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|| "unknown".into())
+}
+
+/// (busy, total) CPU time of the machine, all cores, since boot, from `/proc/stat`.
+/// Busy is everything but idle and iowait; guest time is inside user.
+pub fn machine_cpu() -> (Duration, Duration) {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    // user nice system idle iowait irq softirq steal
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    let total: u64 = ticks.iter().sum();
+    let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
+    let secs = |t: u64| Duration::from_secs_f64(t as f64 / hz);
+    (secs(total - idle), secs(total))
 }
 
 /// The host, as read from `/proc` and `/etc/os-release`.

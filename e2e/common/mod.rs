@@ -585,6 +585,22 @@ pub fn launcher_keys(data: &Path) -> std::collections::BTreeMap<String, String> 
         .collect()
 }
 
+/// `vitrine token <args>` (`--seller ID`, `--audit`) with the stack's data dir.
+pub fn vitrine_token(data: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new(vitrine_bin())
+        .arg("token")
+        .args(args)
+        .env("VITRINE_DATA_DIR", data)
+        .env_remove("AUDIT_ADMIN_KEYS")
+        .output()
+        .expect("vitrine token");
+    assert!(out.status.success(), "vitrine token {args:?}: {out:?}");
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned()
+}
+
 /// Runs `vitrine up`; SIGTERM (then SIGKILL) when dropped.
 pub struct Launcher {
     pub child: std::process::Child,

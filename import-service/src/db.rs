@@ -1187,17 +1187,30 @@ impl ImportRepo {
         before: Option<&str>,
         limit: u32,
     ) -> DbResult<Vec<ImageRow>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {IMAGE_COLUMNS} FROM images WHERE seller_id = $1 \
-             AND (CAST($2 AS TEXT) IS NULL OR source = $2) AND (CAST($3 AS TEXT) IS NULL OR image_id < $3) \
-             ORDER BY image_id DESC LIMIT $4"
-        ))
-        .bind(seller_id)
-        .bind(source.map(Provider::as_str))
-        .bind(before)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
+        // One statement per shape, each a plain range over `images_by_seller` or
+        // `images_by_seller_source`: an `($n IS NULL OR …)` condition is not used as an
+        // index bound, so a deep cursor would scan every newer row.
+        let mut conditions = String::new();
+        let mut next_param = 3;
+        if source.is_some() {
+            conditions.push_str(&format!(" AND source = ${next_param}"));
+            next_param += 1;
+        }
+        if before.is_some() {
+            conditions.push_str(&format!(" AND image_id < ${next_param}"));
+        }
+        let sql = format!(
+            "SELECT {IMAGE_COLUMNS} FROM images WHERE seller_id = $1{conditions} \
+             ORDER BY image_id DESC LIMIT $2"
+        );
+        let mut query = sqlx::query(&sql).bind(seller_id).bind(i64::from(limit));
+        if let Some(source) = source {
+            query = query.bind(source.as_str());
+        }
+        if let Some(before) = before {
+            query = query.bind(before);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
         rows.iter().map(image_from_row).collect()
     }
 

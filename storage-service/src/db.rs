@@ -352,13 +352,20 @@ impl Repo {
         Ok(row.as_ref().map(image_from_row).transpose()?)
     }
 
-    /// Complete images by id (for download URLs).
-    pub async fn complete_images(&self, ids: &[String]) -> StorageResult<Vec<ImageRow>> {
+    /// Owners of the complete images among `ids` (for download URLs), as
+    /// `(image id, owner id)`.
+    pub async fn complete_image_owners(
+        &self,
+        ids: &[String],
+    ) -> StorageResult<Vec<(String, String)>> {
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(200) {
             let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            // By primary key only, the state checked here: with `state = 'complete'` in
+            // the WHERE clause SQLite walks `images_state_created_at`, every complete
+            // image, for each call.
             let sql = format!(
-                "SELECT {IMAGE_COLUMNS} FROM images WHERE state = 'complete' AND id IN ({})",
+                "SELECT id, owner_id, state FROM images WHERE id IN ({})",
                 placeholders.join(", ")
             );
             let mut query = sqlx::query(&sql);
@@ -366,7 +373,10 @@ impl Repo {
                 query = query.bind(id);
             }
             for row in query.fetch_all(&self.pool).await? {
-                out.push(image_from_row(&row)?);
+                let state: String = row.try_get("state")?;
+                if state == "complete" {
+                    out.push((row.try_get("id")?, row.try_get("owner_id")?));
+                }
             }
         }
         Ok(out)

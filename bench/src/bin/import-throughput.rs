@@ -51,7 +51,7 @@ use serde_json::Value;
 use service_kit::auth::{AuthConfig, DevIssuer, SellerId};
 use service_kit::Env;
 use shared_signing::{KeyId, KeyRing};
-use vitrine_bench::{command_line, load_average, median, write_output, Host};
+use vitrine_bench::{command_line, load_average, machine_cpu, median, write_output, Host};
 
 use crate::rss::{status_kib, RssSampler};
 
@@ -848,28 +848,6 @@ impl CpuUse {
     fn other(&self) -> f64 {
         (self.machine_busy - self.groups.iter().map(|(_, s)| s).sum::<f64>()).max(0.0)
     }
-}
-
-/// (busy, total) CPU time of the machine, all cores, from `/proc/stat`.
-fn machine_cpu() -> (Duration, Duration) {
-    let hz = clock_ticks();
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let ticks: Vec<u64> = stat
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .skip(1)
-        .take(8)
-        .filter_map(|t| t.parse().ok())
-        .collect();
-    let total: u64 = ticks.iter().sum();
-    // idle and iowait
-    let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
-    (
-        Duration::from_secs_f64((total - idle) as f64 / hz),
-        Duration::from_secs_f64(total as f64 / hz),
-    )
 }
 
 // ------------------------------------------------------------------- phases

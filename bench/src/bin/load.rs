@@ -2,13 +2,20 @@
 //!
 //! 1. **Uploads**: `--uploaders` (200) clients, each its own seller, each repeating the
 //!    whole pre-signed flow for `--upload-secs` (60): `POST /uploads`, `PUT` of a
-//!    `--size` (5 MiB) PNG to the upload URL, `POST /product`. Afterwards: temp files left
-//!    in storage's `.incoming/`, pending uploads not completed, and storage's RSS before,
-//!    at its peak and after.
+//!    `--size` (5 MiB) PNG to the upload URL, `POST /product`; `--upload-rounds` (2) times
+//!    against the same processes. After each round: temp files left in storage's
+//!    `.incoming/`, pending uploads not completed, and storage's RSS before, at its peak
+//!    and after (stable: a later round peaks and settles no higher than the first).
 //! 2. **Readers**: `--rows` (100,000) images seeded straight into the import database (and
 //!    storage's, so that every listed image gets its signed URL) for one seller, then
 //!    `--readers` (500) clients paging through `GET /images` (`limit=50`, following
-//!    `next_cursor` for up to 20 pages, then from the start) for `--read-secs` (30).
+//!    `next_cursor` for up to 20 pages, then from the start) for `--read-secs` (30), twice:
+//!    - **paced**: each reader asks for its next page `--reader-interval-ms` (1000) after
+//!      asking for the last one, the way a person scrolls a gallery: 500 readers offer
+//!      500 pages/s. This is the latency a reader sees (the issue's p99 target);
+//!    - **closed loop**: each reader asks again as soon as it has its answer, so 500
+//!      requests are always outstanding. This gives the stack's throughput; its latency
+//!      is queueing (Little's law: 500 ÷ pages per second).
 //!
 //! Every request's latency is recorded; the report gives count, errors, p50 and p99 per
 //! endpoint, the machine and its load average. It runs the release `vitrine` next to
@@ -33,15 +40,17 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use sha2::Digest;
-use vitrine_bench::{load_average, Host};
+use vitrine_bench::{load_average, machine_cpu, Host};
 
 struct Args {
     vitrine: PathBuf,
     uploaders: usize,
     upload_secs: u64,
+    upload_rounds: u32,
     size: usize,
     readers: usize,
     read_secs: u64,
+    reader_interval: Duration,
     rows: usize,
     output: Option<PathBuf>,
 }
@@ -52,9 +61,11 @@ fn parse_args() -> Result<Args> {
         vitrine: exe.with_file_name("vitrine"),
         uploaders: 200,
         upload_secs: 60,
+        upload_rounds: 2,
         size: 5 << 20,
         readers: 500,
         read_secs: 30,
+        reader_interval: Duration::from_millis(1000),
         rows: 100_000,
         output: None,
     };
@@ -65,15 +76,19 @@ fn parse_args() -> Result<Args> {
             "--vitrine" => args.vitrine = value()?.into(),
             "--uploaders" => args.uploaders = value()?.parse()?,
             "--upload-secs" => args.upload_secs = value()?.parse()?,
+            "--upload-rounds" => args.upload_rounds = value()?.parse()?,
             "--size-mib" => args.size = value()?.parse::<usize>()? << 20,
             "--readers" => args.readers = value()?.parse()?,
             "--read-secs" => args.read_secs = value()?.parse()?,
+            "--reader-interval-ms" => {
+                args.reader_interval = Duration::from_millis(value()?.parse()?)
+            }
             "--rows" => args.rows = value()?.parse()?,
             "--output" => args.output = Some(value()?.into()),
             "--help" | "-h" => {
                 println!(
-                    "load [--vitrine PATH] [--uploaders 200] [--upload-secs 60] [--size-mib 5] \
-                     [--readers 500] [--read-secs 30] [--rows 100000] [--output FILE]"
+                    "load [--vitrine PATH] [--uploaders 200] [--upload-secs 60] [--upload-rounds 2] [--size-mib 5] \
+                     [--readers 500] [--read-secs 30] [--reader-interval-ms 1000] [--rows 100000] [--output FILE]"
                 );
                 std::process::exit(0);
             }
@@ -246,16 +261,24 @@ async fn uploader(
     }
 }
 
+/// One reader: pages through `GET /images` until `until`. With a `pace`, it starts after
+/// `pace.0` and asks for a page every `pace.1`; without, as soon as it has an answer.
 async fn reader(
     http: reqwest::Client,
     import: String,
     token: String,
     until: Instant,
+    pace: Option<(Duration, Duration)>,
     stats: Shared,
 ) {
     let mut cursor = String::new();
     let mut pages = 0;
+    let mut next = Instant::now() + pace.map_or(Duration::ZERO, |(offset, _)| offset);
     while Instant::now() < until {
+        if let Some((_, interval)) = pace {
+            tokio::time::sleep_until(next.into()).await;
+            next += interval;
+        }
         let started = Instant::now();
         let page = answer(
             http.get(format!("{import}/images?limit=50&cursor={cursor}"))
@@ -420,12 +443,13 @@ async fn main() -> Result<()> {
     let storage = storage_pid(stack.child.id()).context("storage process")?;
     let host = Host::describe();
     let mut report = format!(
-        "# Load: {} uploaders × {} MiB for {} s, {} readers over {} rows for {} s\n\n\
+        "# Load: {} uploaders × {} MiB for {} s × {} rounds, {} readers over {} rows for {} s\n\n\
          {} ({} cores, {}), {}, kernel {}; `{} up` with the embedded defaults (SQLite, \
          local disk, SQL queue), on loopback.\n\n",
         args.uploaders,
         args.size >> 20,
         args.upload_secs,
+        args.upload_rounds,
         args.readers,
         args.rows,
         args.read_secs,
@@ -437,73 +461,82 @@ async fn main() -> Result<()> {
         args.vitrine.display()
     );
 
-    // 1. Uploads.
+    // 1. Uploads, in rounds against the same storage process: RSS is stable when a later
+    // round peaks no higher than the first and falls back as far after it.
     let bytes = bytes::Bytes::from(storage_service::inspect::synthetic::png(
         1024, 1024, args.size,
     ));
     let sha = hex::encode(sha2::Sha256::digest(&bytes));
-    let rss_before = rss_mib(storage);
-    let load_before = load_average();
-    let stats: Shared = Arc::default();
-    let until = Instant::now() + Duration::from_secs(args.upload_secs);
-    let peak = Arc::new(Mutex::new(rss_before));
-    let sampler = {
-        let peak = peak.clone();
-        tokio::spawn(async move {
-            loop {
-                let now = rss_mib(storage);
-                {
-                    let mut p = peak.lock().expect("peak");
-                    *p = p.max(now);
+    report.push_str("## Uploads (POST /uploads → PUT → POST /product)\n\n");
+    let mut rss_rows = String::from(
+        "| round | storage RSS before, MiB | peak, MiB | 2 s after, MiB | temp files after | pending uploads by state after |\n|---|---|---|---|---|---|\n",
+    );
+    for round in 1..=args.upload_rounds {
+        let rss_before = rss_mib(storage);
+        let load_before = load_average();
+        let stats: Shared = Arc::default();
+        let until = Instant::now() + Duration::from_secs(args.upload_secs);
+        let peak = Arc::new(Mutex::new(rss_before));
+        let sampler = {
+            let peak = peak.clone();
+            tokio::spawn(async move {
+                loop {
+                    let now = rss_mib(storage);
+                    {
+                        let mut p = peak.lock().expect("peak");
+                        *p = p.max(now);
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        })
-    };
-    let tasks: Vec<_> = (0..args.uploaders)
-        .map(|i| {
-            tokio::spawn(uploader(
-                http.clone(),
-                app.clone(),
-                format!("load-{i}"),
-                bytes.clone(),
-                sha.clone(),
-                until,
-                stats.clone(),
+            })
+        };
+        let tasks: Vec<_> = (0..args.uploaders)
+            .map(|i| {
+                tokio::spawn(uploader(
+                    http.clone(),
+                    app.clone(),
+                    format!("load-{i}"),
+                    bytes.clone(),
+                    sha.clone(),
+                    until,
+                    stats.clone(),
+                ))
+            })
+            .collect();
+        for task in tasks {
+            task.await?;
+        }
+        sampler.abort();
+        let load_after = load_average();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let rss_after = rss_mib(storage);
+        let temp_files = std::fs::read_dir(data.join("blobs/.incoming"))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        let pending: Vec<(String, i64)> = {
+            use sqlx::Connection;
+            let mut db = sqlx::SqliteConnection::connect(&format!(
+                "sqlite://{}",
+                data.join("storage.db").display()
             ))
-        })
-        .collect();
-    for task in tasks {
-        task.await?;
+            .await?;
+            sqlx::query_as("SELECT state, COUNT(*) FROM pending_uploads GROUP BY state")
+                .fetch_all(&mut db)
+                .await?
+        };
+        let stats = std::mem::take(&mut *stats.lock().expect("stats"));
+        report.push_str(&format!(
+            "### Round {round} of {}\n\n{}\n\n- load average before {load_before}, at the end {load_after}\n\n",
+            args.upload_rounds,
+            table(&stats, args.upload_secs),
+        ));
+        rss_rows.push_str(&format!(
+            "| {round} | {rss_before:.0} | {:.0} | {rss_after:.0} | {temp_files} | {pending:?} |\n",
+            *peak.lock().expect("peak"),
+        ));
+        eprint!("{report}");
     }
-    sampler.abort();
-    let load_after = load_average();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let rss_after = rss_mib(storage);
-    let temp_files = std::fs::read_dir(data.join("blobs/.incoming"))
-        .map(|d| d.count())
-        .unwrap_or(0);
-    let pending: Vec<(String, i64)> = {
-        use sqlx::Connection;
-        let mut db = sqlx::SqliteConnection::connect(&format!(
-            "sqlite://{}",
-            data.join("storage.db").display()
-        ))
-        .await?;
-        sqlx::query_as("SELECT state, COUNT(*) FROM pending_uploads GROUP BY state")
-            .fetch_all(&mut db)
-            .await?
-    };
-    let stats = std::mem::take(&mut *stats.lock().expect("stats"));
-    report.push_str(&format!(
-        "## Uploads (POST /uploads → PUT → POST /product)\n\n{}\n\n\
-         - load average before {load_before}, at the end {load_after}\n\
-         - storage RSS: {rss_before:.0} MiB before, {:.0} MiB peak, {rss_after:.0} MiB 2 s after\n\
-         - afterwards: {temp_files} temp files in `.incoming/`; pending uploads by state: {pending:?}\n\n",
-        table(&stats, args.upload_secs),
-        *peak.lock().expect("peak"),
-    ));
-    eprint!("{report}");
+    report.push_str(&format!("### Storage memory and leftovers\n\n{rss_rows}\n"));
 
     // 2. Readers.
     let seller = "load-reader";
@@ -513,33 +546,62 @@ async fn main() -> Result<()> {
     let token = dev_token(&http, &app, seller)
         .await
         .map_err(anyhow::Error::msg)?;
-    let load_before = load_average();
-    let stats: Shared = Arc::default();
-    let until = Instant::now() + Duration::from_secs(args.read_secs);
-    let tasks: Vec<_> = (0..args.readers)
-        .map(|_| {
-            tokio::spawn(reader(
-                http.clone(),
-                import.clone(),
-                token.clone(),
-                until,
-                stats.clone(),
-            ))
-        })
-        .collect();
-    for task in tasks {
-        task.await?;
-    }
-    let load_after = load_average();
-    let stats = std::mem::take(&mut *stats.lock().expect("stats"));
     report.push_str(&format!(
-        "## Readers (GET /images?limit=50, keyset pages)\n\n{}\n\n\
-         - {} rows seeded into import.db and storage.db in {seed_secs:.1} s (not imported: \
-         an import of 100,000 files takes minutes here)\n\
-         - load average before {load_before}, at the end {load_after}\n",
-        table(&stats, args.read_secs),
+        "## Readers (GET /images?limit=50, keyset pages)\n\n\
+         {} rows seeded into import.db and storage.db in {seed_secs:.1} s (not imported: an \
+         import of 100,000 files takes minutes here).\n\n",
         args.rows
     ));
+    let interval = args.reader_interval;
+    let readers = args.readers.max(1) as u32;
+    for (title, paced) in [
+        (
+            format!(
+                "Paced: each reader asks for a page every {} ms",
+                interval.as_millis()
+            ),
+            true,
+        ),
+        (
+            "Closed loop: each reader asks again as soon as it has its answer".to_owned(),
+            false,
+        ),
+    ] {
+        let load_before = load_average();
+        let cpu_before = machine_cpu();
+        let stats: Shared = Arc::default();
+        let until = Instant::now() + Duration::from_secs(args.read_secs);
+        let tasks: Vec<_> = (0..readers)
+            .map(|i| {
+                let pace = paced.then(|| (interval * i / readers, interval));
+                tokio::spawn(reader(
+                    http.clone(),
+                    import.clone(),
+                    token.clone(),
+                    until,
+                    pace,
+                    stats.clone(),
+                ))
+            })
+            .collect();
+        for task in tasks {
+            task.await?;
+        }
+        let load_after = load_average();
+        let cpu_after = machine_cpu();
+        let busy_cores = (cpu_after.0 - cpu_before.0).as_secs_f64()
+            / (cpu_after.1 - cpu_before.1).as_secs_f64()
+            * host.cores as f64;
+        let stats = std::mem::take(&mut *stats.lock().expect("stats"));
+        report.push_str(&format!(
+            "### {title}\n\n{}\n\n- machine busy {busy_cores:.2} of {} cores (the stack, this \
+             client and anything else running); load average before {load_before}, at the \
+             end {load_after}\n\n",
+            table(&stats, args.read_secs),
+            host.cores,
+        ));
+        eprint!("{report}");
+    }
     println!("{report}");
     if let Some(path) = &args.output {
         vitrine_bench::write_output(path, &report, false)?;

@@ -35,7 +35,7 @@ use service_kit::Env;
 use sha2::{Digest, Sha256};
 use shared_signing::{KeyId, KeyRing};
 use tokio::task::JoinHandle;
-use vitrine_bench::{command_line, load_average, median, write_output, Host};
+use vitrine_bench::{command_line, load_average, machine_cpu, median, write_output, Host};
 
 /// Target from issue 3: `POST /uploads` at ≥ 35 % of the trivial handler's requests/s.
 const TARGET_PERCENT: f64 = 35.0;
@@ -74,6 +74,10 @@ OPTIONS:
     -h, --help           this text
 
 Build and run: cargo run --release -p vitrine-bench --bin upload-url-throughput";
+
+/// The services' own allocator: they run in this process.
+#[global_allocator]
+static ALLOCATOR: service_kit::Allocator = service_kit::Allocator;
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().collect();
@@ -804,26 +808,6 @@ fn rusage(who: libc::c_int) -> (Duration, u64) {
         tv(usage.ru_utime) + tv(usage.ru_stime),
         (usage.ru_nvcsw + usage.ru_nivcsw) as u64,
     )
-}
-
-/// (busy, total) CPU time of all cores since boot.
-fn machine_cpu() -> (Duration, Duration) {
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let ticks: Vec<u64> = stat
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    // user nice system idle iowait irq softirq steal (guest time is inside user).
-    let total: u64 = ticks.iter().take(8).sum();
-    let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
-    let secs = |t: u64| Duration::from_secs_f64(t as f64 / hz);
-    (secs(total - idle), secs(total))
 }
 
 // ---------------------------------------------------------------- report
