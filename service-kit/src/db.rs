@@ -213,6 +213,25 @@ pub fn short_error(e: &sqlx::Error) -> String {
     }
 }
 
+/// Whether a database error is contention that passes: SQLite's write lock still held
+/// when the busy timeout ran out (`SQLITE_BUSY`/`SQLITE_LOCKED` and their extended codes,
+/// for example while a checkpoint's `fsync` waits on a saturated disk), or PostgreSQL's
+/// lock timeout, deadlock or serialization failure. Callers answer these with a retryable
+/// 503, not a 500.
+pub fn is_busy(e: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = e else {
+        return false;
+    };
+    if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+        let primary = db
+            .code()
+            .and_then(|c| c.parse::<i32>().ok())
+            .map(|c| c & 0xff);
+        return matches!(primary, Some(5 | 6));
+    }
+    matches!(db.code().as_deref(), Some("55P03" | "40P01" | "40001"))
+}
+
 /// Whether a database error means "already exists" (unique or primary key violation).
 pub fn is_unique_violation(e: &sqlx::Error) -> bool {
     match e {
@@ -239,6 +258,41 @@ mod tests {
         assert!(path.parent().unwrap().is_dir());
         let keep = prepare_sqlite_url("sqlite://x.db?mode=ro").unwrap();
         assert_eq!(keep, "sqlite://x.db?mode=ro");
+    }
+
+    /// A write while another connection holds SQLite's write lock past the busy timeout
+    /// is "busy"; other database errors are not.
+    #[tokio::test]
+    async fn a_held_sqlite_write_lock_is_busy() {
+        use sqlx::Connection;
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("busy.db").display());
+        let mut holder = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+            .execute(&mut holder)
+            .await
+            .unwrap();
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut holder)
+            .await
+            .unwrap();
+        let options: sqlx::sqlite::SqliteConnectOptions = url.parse().unwrap();
+        let mut other = sqlx::SqliteConnection::connect_with(
+            &options.busy_timeout(std::time::Duration::from_millis(50)),
+        )
+        .await
+        .unwrap();
+        let blocked = sqlx::query("INSERT INTO t (id) VALUES (1)")
+            .execute(&mut other)
+            .await
+            .unwrap_err();
+        assert!(is_busy(&blocked), "{blocked}");
+        let missing = sqlx::query("INSERT INTO nope (id) VALUES (1)")
+            .execute(&mut other)
+            .await
+            .unwrap_err();
+        assert!(!is_busy(&missing), "{missing}");
+        assert!(!is_busy(&sqlx::Error::RowNotFound));
     }
 
     #[test]

@@ -208,6 +208,9 @@ impl From<sqlx::Error> for StorageError {
             sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
                 StorageError::DatabaseUnavailable(service_kit::db::short_error(&e))
             }
+            _ if service_kit::db::is_busy(&e) => {
+                StorageError::DatabaseUnavailable(service_kit::db::short_error(&e))
+            }
             _ => StorageError::Internal(format!("database: {e}")),
         }
     }

@@ -162,17 +162,29 @@ fn table(stats: &Stats, secs: u64) -> String {
 }
 
 /// `status` and JSON of an answer; an error string unless `want`.
-async fn answer(
+async fn answer<T: serde::de::DeserializeOwned>(
     response: reqwest::Result<reqwest::Response>,
     want: u16,
-) -> std::result::Result<Value, String> {
+) -> std::result::Result<T, String> {
     let response = response.map_err(|e| format!("transport: {e}"))?;
     let status = response.status().as_u16();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| format!("{status}, body: {e}"))?;
     if status != want {
-        return Err(format!("{status} {}", body["error"]["code"]));
+        let error: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        return Err(format!("{status} {}", error["error"]["code"]));
     }
-    Ok(body)
+    serde_json::from_slice(&body).map_err(|e| format!("{status}, not the expected JSON: {e}"))
+}
+
+/// What a reader needs of a `GET /images` page (parsing only this keeps the client's CPU,
+/// which shares the 2 cores with the stack, small).
+#[derive(serde::Deserialize)]
+struct ImagePage {
+    items: Vec<serde::de::IgnoredAny>,
+    next_cursor: Option<String>,
 }
 
 /// A seller token from the app's dev login (`POST /auth/token`).
@@ -181,7 +193,7 @@ async fn dev_token(
     app: &str,
     seller: &str,
 ) -> std::result::Result<String, String> {
-    let issued = answer(
+    let issued = answer::<Value>(
         http.post(format!("{app}/auth/token"))
             .json(&json!({ "seller_id": seller }))
             .send()
@@ -213,7 +225,7 @@ async fn uploader(
     };
     while Instant::now() < until {
         let started = Instant::now();
-        let ticket = answer(
+        let ticket = answer::<Value>(
             http.post(format!("{app}/uploads"))
                 .bearer_auth(&token)
                 .json(&json!({
@@ -237,12 +249,12 @@ async fn uploader(
         for (name, value) in ticket["headers"].as_object().into_iter().flatten() {
             put = put.header(name.as_str(), value.as_str().unwrap_or_default());
         }
-        let stored = answer(put.send().await, 201).await;
+        let stored = answer::<Value>(put.send().await, 201).await;
         let ok = stored.as_ref().map(|_| ()).map_err(Clone::clone);
         record(&stats, "PUT /uploads/{id}", started, ok);
         let Ok(stored) = stored else { continue };
         let started = Instant::now();
-        let product = answer(
+        let product = answer::<Value>(
             http.post(format!("{app}/product"))
                 .bearer_auth(&token)
                 .json(&json!({
@@ -280,21 +292,22 @@ async fn reader(
             next += interval;
         }
         let started = Instant::now();
-        let page = answer(
+        let page = answer::<ImagePage>(
             http.get(format!("{import}/images?limit=50&cursor={cursor}"))
                 .bearer_auth(&token)
                 .send()
                 .await,
             200,
         )
-        .await;
+        .await
+        .and_then(|page| match page.items.len() {
+            50 => Ok(page),
+            n => Err(format!("a page of {n} images, not 50")),
+        });
         let ok = page.as_ref().map(|_| ()).map_err(Clone::clone);
         record(&stats, "GET /images", started, ok);
         pages += 1;
-        cursor = match page
-            .ok()
-            .and_then(|p| p["next_cursor"].as_str().map(str::to_owned))
-        {
+        cursor = match page.ok().and_then(|p| p.next_cursor) {
             Some(next) if pages < 20 => next,
             _ => {
                 pages = 0;
@@ -368,6 +381,19 @@ fn storage_pid(launcher: u32) -> Option<u32> {
             .ok()?;
         (ppid == launcher && cmdline.ends_with(b"serve\0storage\0")).then_some(pid)
     })
+}
+
+/// Free space of the file system holding `path`, in GiB (0 if it cannot be read).
+fn free_gib(path: &Path) -> f64 {
+    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
+        return 0.0;
+    };
+    // SAFETY: a valid C string and a zeroed out-parameter of the right type.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } != 0 {
+        return 0.0;
+    }
+    (stat.f_bavail as f64 * stat.f_frsize as f64) / f64::from(1u32 << 30)
 }
 
 fn rss_mib(pid: u32) -> f64 {
@@ -472,6 +498,21 @@ async fn main() -> Result<()> {
         "| round | storage RSS before, MiB | peak, MiB | 2 s after, MiB | temp files after | pending uploads by state after |\n|---|---|---|---|---|---|\n",
     );
     for round in 1..=args.upload_rounds {
+        // A round stores tens of GB (about 120 uploads/s × 5 MiB × 60 s here): the bytes
+        // of the round before are deleted (this run's own data dir; nothing reads them
+        // again), and a round does not start without room for 150 uploads/s.
+        if round > 1 {
+            let _ = std::fs::remove_dir_all(data.join("blobs/images"));
+        }
+        let needed = 150.0 * args.size as f64 * args.upload_secs as f64 / f64::from(1u32 << 30);
+        let free = free_gib(&data);
+        if args.uploaders > 0 && free < needed {
+            bail!(
+                "only {free:.0} GiB free under {}: an upload round may store {needed:.0} GiB \
+                 (fewer --upload-secs or a smaller --size-mib need less)",
+                data.display()
+            );
+        }
         let rss_before = rss_mib(storage);
         let load_before = load_average();
         let stats: Shared = Arc::default();
@@ -607,6 +648,10 @@ async fn main() -> Result<()> {
         vitrine_bench::write_output(path, &report, false)?;
     }
     drop(stack);
+    // The services' log outlives the data dir (the images would not fit twice).
+    let log = data.with_extension("log");
+    let _ = std::fs::copy(data.join("launcher.log"), &log);
+    eprintln!("services' log: {}", log.display());
     let _ = std::fs::remove_dir_all(&data);
     Ok(())
 }
