@@ -182,6 +182,14 @@ async fn killed_workers_lose_nothing(db: Db, queue: Queue, test: &str) {
     let mut kills = Vec::new();
     for (k, threshold) in KILL_AFTER.into_iter().enumerate() {
         let job = wait_imported(&stack, &s, &job_id, threshold, deadline).await;
+        let temp_files = files_under(&blobs.join(".incoming"));
+        let slot = k % 2;
+        let victim = &mut workers[slot];
+        let victim_url = victim.url.clone();
+        victim.kill();
+        // What was in flight, read after the kill: the victim's files stay `importing`
+        // until their lease runs out, whereas a list read before the kill could see them
+        // all finish in between (a file takes a few ms), and so show nothing interrupted.
         let importing: Vec<(String, i64)> = stack
             .items(&s, &job_id, Some("importing"))
             .await
@@ -193,11 +201,6 @@ async fn killed_workers_lose_nothing(db: Db, queue: Queue, test: &str) {
                 )
             })
             .collect();
-        let temp_files = files_under(&blobs.join(".incoming"));
-        let slot = k % 2;
-        let victim = &mut workers[slot];
-        let victim_url = victim.url.clone();
-        victim.kill();
         // It is gone: its health endpoint no longer answers.
         assert!(
             stack
