@@ -69,35 +69,34 @@ fn children(parent: u32, name: &str) -> Vec<u32> {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
             continue;
         };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        let Some((_, ppid)) = state_and_ppid(pid) else {
             continue;
         };
-        // `pid (comm) state ppid …`: the fields after the last `)`.
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|p| p.parse::<u32>().ok());
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
         let serves = args
             .windows(2)
             .any(|w| w[0] == b"serve" && w[1] == name.as_bytes());
-        if ppid == Some(parent) && serves {
+        if ppid == parent && serves {
             found.push(pid);
         }
     }
     found
 }
 
+/// A process's state letter and parent pid, from `/proc/<pid>/stat`
+/// (`pid (comm) state ppid …`: the fields after the last `)`).
+fn state_and_ppid(pid: u32) -> Option<(String, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    let state = fields.next()?.to_owned();
+    let ppid = fields.next()?.parse().ok()?;
+    Some((state, ppid))
+}
+
 fn alive(pid: u32) -> bool {
     // A zombie has exited; only a process still running counts.
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            stat.rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().next().map(str::to_owned))
-        })
-        .is_some_and(|state| state != "Z")
+    state_and_ppid(pid).is_some_and(|(state, _)| state != "Z")
 }
 
 #[tokio::test]

@@ -123,11 +123,21 @@ async fn outbox_to_store(engine: &str) {
         .subject("p1");
     audit.record_in(&mut tx, &committed).await.expect("in tx");
     tx.commit().await.expect("commit");
-    assert_eq!(audit.pending().await.expect("pending"), 151);
+    // More than one multi-row INSERT's worth at once: all of them, in one transaction.
+    let batch: Vec<AuditEvent> = (0..450)
+        .map(|i| {
+            audit
+                .event(EventType::DownloadUrlIssued)
+                .seller("batch")
+                .detail("n", i.to_string())
+        })
+        .collect();
+    audit.record_all(batch).await;
+    assert_eq!(audit.pending().await.expect("pending"), 601);
 
     let stop = CancellationToken::new();
     let relay = audit.spawn_relay(stop.clone()).expect("a relay");
-    wait_stored(&store, 151).await;
+    wait_stored(&store, 601).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while audit.pending().await.expect("pending") > 0 {
         assert!(Instant::now() < deadline, "the outbox did not empty");
@@ -174,11 +184,11 @@ async fn outbox_to_store(engine: &str) {
         after = Some((*time, last.id.to_string()));
         paged.extend(page.into_iter().map(|(_, e)| e.id));
     }
-    assert_eq!(paged.len(), 151);
+    assert_eq!(paged.len(), 601);
     let mut sorted = paged.clone();
     sorted.sort();
     sorted.dedup();
-    assert_eq!(sorted.len(), 151, "a page repeated an event");
+    assert_eq!(sorted.len(), 601, "a page repeated an event");
     let since = store
         .query(&Filter {
             since_ms: Some(chrono::Utc::now().timestamp_millis() + 60_000),
@@ -190,7 +200,7 @@ async fn outbox_to_store(engine: &str) {
     assert!(since.is_empty());
     let again: Vec<AuditEvent> = products.into_iter().map(|(_, e)| e).collect();
     assert!(store.insert(&again).await.expect("insert").is_empty());
-    assert_eq!(store.count().await.expect("count"), 151);
+    assert_eq!(store.count().await.expect("count"), 601);
 }
 
 #[tokio::test]

@@ -2,7 +2,8 @@
 //! on, medians, and writing the Markdown report (with the command that produced it).
 //!
 //! The binaries: `upload-throughput` (`src/main.rs` and its modules),
-//! `upload-url-throughput`, `queue-throughput` and `import-throughput` (`src/bin/`).
+//! `upload-url-throughput`, `queue-throughput`, `import-throughput` and `load` (issue 9;
+//! `docs/reliability.md`) (`src/bin/`).
 
 use std::path::Path;
 use std::time::Duration;
