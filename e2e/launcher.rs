@@ -144,6 +144,27 @@ async fn children_are_named_restarted_when_they_die_and_stopped_by_ctrl_c() {
         );
     }
 
+    // Import workers run on the system allocator, the others on mimalloc
+    // (`service_kit::allocator`).
+    let allocator_of = |pid: u32| {
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).expect("environ");
+        environ
+            .split(|b| *b == 0)
+            .find_map(|var| var.strip_prefix(b"VITRINE_ALLOCATOR="))
+            .map(|value| String::from_utf8_lossy(value).into_owned())
+    };
+    let (workers, apps) = (children(parent, "import-worker"), children(parent, "app"));
+    assert!(
+        !workers.is_empty() && !apps.is_empty(),
+        "{workers:?} {apps:?}"
+    );
+    for worker in workers {
+        assert_eq!(allocator_of(worker).as_deref(), Some("system"));
+    }
+    for app in apps {
+        assert_eq!(allocator_of(app), None);
+    }
+
     // Kill the app: the launcher says so, starts it again, and it serves again.
     let app = children(parent, "app");
     assert_eq!(app.len(), 1, "one app child: {app:?}");

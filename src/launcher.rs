@@ -407,6 +407,13 @@ fn spawn_child(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
+    // Workers run on the system allocator (lower RSS) unless told otherwise.
+    let allocator = service_kit::allocator::ALLOCATOR_VAR;
+    if let Some(choice) = service_kit::allocator::choice_for_service(name) {
+        if std::env::var_os(allocator).is_none() {
+            command.env(allocator, choice);
+        }
+    }
     // If the launcher itself is killed (SIGKILL gives it no chance to stop its
     // children), the kernel stops them: no orphaned services holding the ports.
     #[cfg(target_os = "linux")]

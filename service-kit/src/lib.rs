@@ -16,8 +16,10 @@
 //! - [`media`]: the image types Vitrine accepts, and [`media::synthetic`] images for tests
 //!   and benchmarks.
 //! - [`testing`]: helpers for tests that need a real backend (skip or fail).
-//! - [`Allocator`]: the global allocator every Vitrine program declares.
+//! - [`allocator`]: the global allocator every Vitrine program declares (mimalloc, or the
+//!   system allocator where `VITRINE_ALLOCATOR=system`, as in import workers).
 
+pub mod allocator;
 pub mod auth;
 pub mod config;
 pub mod db;
@@ -32,14 +34,5 @@ pub mod testing;
 
 pub use config::{ConfigError, Env};
 
+pub use allocator::Allocator;
 pub use error::{ApiError, AppJson, AppQuery, ErrorEnvelope};
-/// The global allocator of every Vitrine program (mimalloc), declared in each `main.rs`:
-///
-/// ```ignore
-/// #[global_allocator]
-/// static ALLOCATOR: service_kit::Allocator = service_kit::Allocator;
-/// ```
-///
-/// With glibc's `malloc`, allocation was a quarter to a third of storage's and import-api's
-/// CPU under `GET /images` load (`malloc_consolidate`, `_int_malloc`; `docs/reliability.md`).
-pub use mimalloc::MiMalloc as Allocator;

@@ -457,9 +457,14 @@ impl Service {
         );
         let log = work.join(format!("{}.log", label.replace(' ', "-")));
         let log_file = File::create(&log)?;
-        let child = Command::new(&o.vitrine)
+        let mut command = Command::new(&o.vitrine);
+        command.env_clear();
+        // The allocator the launcher would give this service.
+        if let Some(choice) = service_kit::allocator::choice_for_service(service) {
+            command.env(service_kit::allocator::ALLOCATOR_VAR, choice);
+        }
+        let child = command
             .args(["serve", service])
-            .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env(bind_var, bind.to_string())

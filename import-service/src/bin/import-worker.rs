@@ -3,8 +3,9 @@
 
 use service_kit::Env;
 
+// A worker keeps its memory low with the system allocator; see `service_kit::allocator`.
 #[global_allocator]
-static ALLOCATOR: service_kit::Allocator = service_kit::Allocator;
+static ALLOCATOR: std::alloc::System = std::alloc::System;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
