@@ -62,7 +62,13 @@ pub struct Database {
 /// Pool settings.
 #[derive(Debug, Clone)]
 pub struct PoolSettings {
+    /// PostgreSQL: connections per pool.
     pub max_connections: u32,
+    /// SQLite: connections per pool. Each is a thread of its own, and each drops its
+    /// page cache when another has written; with 16, `GET /images` at 500 pages/s had
+    /// a p99 of 400–641 ms on a slow host, with 4 it had 28–143 ms, for the same CPU
+    /// (`docs/reliability.md`, *Findings*). SQLite runs one writer at a time anyway.
+    pub sqlite_max_connections: u32,
     pub acquire_timeout: Duration,
     /// SQLite: `PRAGMA wal_autocheckpoint` of every connection, in pages (SQLite's
     /// default, 1000, is about 4 MiB of WAL). A commit that takes the WAL past it runs
@@ -75,6 +81,7 @@ impl Default for PoolSettings {
     fn default() -> Self {
         PoolSettings {
             max_connections: 16,
+            sqlite_max_connections: 4,
             acquire_timeout: Duration::from_secs(10),
             sqlite_wal_autocheckpoint: 1000,
         }
@@ -120,8 +127,12 @@ impl Database {
             .parse::<AnyConnectOptions>()
             .map_err(|e| ConfigError::new(var, format!("invalid database URL: {e}")))?
             .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
+        let max_connections = match dialect {
+            Dialect::Sqlite => settings.sqlite_max_connections,
+            Dialect::Postgres => settings.max_connections,
+        };
         let mut pool_options = AnyPoolOptions::new()
-            .max_connections(settings.max_connections)
+            .max_connections(max_connections)
             .acquire_timeout(settings.acquire_timeout);
         if dialect == Dialect::Sqlite {
             // A SQLite "connection" is a file handle on a worker thread: it cannot go
