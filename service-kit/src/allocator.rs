@@ -4,9 +4,9 @@
 //! - Request-serving services want mimalloc: with glibc's `malloc`, allocation was a
 //!   quarter to a third of storage's and import-api's CPU under `GET /images` load
 //!   (`malloc_consolidate`, `_int_malloc`; `docs/reliability.md`).
-//! - An import worker wants the system allocator: with mimalloc its RSS was 88–103 MiB
+//! - An import worker wants the system allocator: with mimalloc its RSS was 88–117 MiB
 //!   over a 10,000-file import (one heap per thread, and it runs a SQLite thread per
-//!   connection), against 31–47 MiB with glibc, for no measurable CPU gain
+//!   connection), against 31–59 MiB with glibc, for no measurable CPU gain
 //!   (`docs/benchmarks.md`). The launcher starts its workers with `system`, and the
 //!   standalone `import-worker` binary declares [`std::alloc::System`] itself.
 //!
@@ -42,13 +42,6 @@ static CHOICE: AtomicU8 = AtomicU8::new(UNDECIDED);
 /// static ALLOCATOR: service_kit::Allocator = service_kit::Allocator;
 /// ```
 pub struct Allocator;
-
-impl Allocator {
-    /// Whether this process allocates with the system allocator (else mimalloc).
-    pub fn is_system() -> bool {
-        choice() == SYSTEM
-    }
-}
 
 #[inline]
 fn choice() -> u8 {
