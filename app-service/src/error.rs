@@ -58,11 +58,10 @@ impl AppError {
 impl From<sqlx::Error> for AppError {
     fn from(e: sqlx::Error) -> Self {
         let detail = service_kit::db::short_error(&e);
-        match e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-                AppError::DatabaseUnavailable(detail)
-            }
-            _ => AppError::Database(detail),
+        if service_kit::db::is_unavailable(&e) {
+            AppError::DatabaseUnavailable(detail)
+        } else {
+            AppError::Database(detail)
         }
     }
 }

@@ -56,11 +56,10 @@ impl ImportError {
 impl From<sqlx::Error> for ImportError {
     fn from(e: sqlx::Error) -> Self {
         let detail = service_kit::db::short_error(&e);
-        match e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-                ImportError::DatabaseUnavailable(detail)
-            }
-            _ => ImportError::Database(detail),
+        if service_kit::db::is_unavailable(&e) {
+            ImportError::DatabaseUnavailable(detail)
+        } else {
+            ImportError::Database(detail)
         }
     }
 }

@@ -224,6 +224,16 @@ pub fn short_error(e: &sqlx::Error) -> String {
     }
 }
 
+/// Whether a database error means "unavailable for now, retry": no connection could be
+/// had (pool timeout or closed, I/O) or the database is [busy](is_busy). Services answer
+/// these with a retryable `503 database-unavailable`, every other error with a 500.
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed
+    ) || is_busy(e)
+}
+
 /// Whether a database error is contention that passes: SQLite's write lock still held
 /// when the busy timeout ran out (`SQLITE_BUSY`/`SQLITE_LOCKED` and their extended codes,
 /// for example while a checkpoint's `fsync` waits on a saturated disk), or PostgreSQL's
@@ -298,11 +308,14 @@ mod tests {
             .await
             .unwrap_err();
         assert!(is_busy(&blocked), "{blocked}");
+        assert!(is_unavailable(&blocked), "{blocked}");
+        assert!(is_unavailable(&sqlx::Error::PoolTimedOut));
         let missing = sqlx::query("INSERT INTO nope (id) VALUES (1)")
             .execute(&mut other)
             .await
             .unwrap_err();
         assert!(!is_busy(&missing), "{missing}");
+        assert!(!is_unavailable(&missing), "{missing}");
         assert!(!is_busy(&sqlx::Error::RowNotFound));
     }
 

@@ -204,14 +204,10 @@ impl IntoResponse for StorageError {
 
 impl From<sqlx::Error> for StorageError {
     fn from(e: sqlx::Error) -> Self {
-        match &e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-                StorageError::DatabaseUnavailable(service_kit::db::short_error(&e))
-            }
-            _ if service_kit::db::is_busy(&e) => {
-                StorageError::DatabaseUnavailable(service_kit::db::short_error(&e))
-            }
-            _ => StorageError::Internal(format!("database: {e}")),
+        if service_kit::db::is_unavailable(&e) {
+            StorageError::DatabaseUnavailable(service_kit::db::short_error(&e))
+        } else {
+            StorageError::Internal(format!("database: {e}"))
         }
     }
 }
