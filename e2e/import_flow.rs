@@ -86,16 +86,25 @@ async fn drive_folder_with_subfolders_docs_and_shortcuts_is_imported() {
         assert!(image["mime_type"].as_str().unwrap().starts_with("image/"));
     }
     let first = &images[0];
-    let bytes = stack
+    let answer = stack
         .http
         .get(first["url"].as_str().expect("signed url"))
         .send()
         .await
-        .unwrap()
-        .bytes()
-        .await
         .unwrap();
+    let cache_control = answer.headers()["cache-control"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(cache_control.ends_with(", immutable"), "{cache_control}");
+    let bytes = answer.bytes().await.unwrap();
     assert_eq!(bytes.len() as i64, first["size"].as_i64().unwrap());
+    // Listed again, the images keep their URLs, so the bytes a browser cached stay valid.
+    let urls = |images: &[serde_json::Value]| -> Vec<String> {
+        images.iter().map(|i| i["url"].to_string()).collect()
+    };
+    let again = stack.images(&s, Some("google_drive")).await;
+    assert_eq!(urls(&again), urls(&images));
     assert!(stack.images(&s, Some("dropbox")).await.is_empty());
 
     // Importing the same folder again skips everything as already imported.

@@ -144,6 +144,14 @@ async fn seller_uploads_an_image_and_creates_a_product() {
     let downloaded = stack.http.get(image_url).send().await.expect("download");
     assert_eq!(downloaded.status(), 200);
     assert_eq!(downloaded.bytes().await.unwrap().as_ref(), bytes.as_slice());
+    // The product read again keeps its image URL (the browser's cached copy stays valid).
+    let one = send(
+        stack
+            .app(Method::GET, &format!("/products/{product_id}"))
+            .bearer_auth(&token),
+    )
+    .await;
+    assert_eq!(one.2["image_url"].as_str(), Some(image_url));
 
     // Another seller sees none of it.
     let other = stack.login("someone-else").await;

@@ -35,6 +35,7 @@ use axum::middleware;
 use axum::Router;
 use service_kit::auth::SellerAuth;
 use service_kit::db::{Database, DatabaseCheck, PoolSettings};
+use service_kit::download_urls::ReusedUrls;
 use service_kit::health::{Health, ReadinessCheck};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -133,6 +134,7 @@ pub fn state_from_parts(
         config,
         auth,
         storage,
+        image_urls: ReusedUrls::default(),
         products,
         upload_limiter,
     })))

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use axum::extract::FromRef;
 use service_kit::auth::SellerAuth;
+use service_kit::download_urls::ReusedUrls;
 
 use crate::config::AppConfig;
 use crate::products::repo::ProductRepo;
@@ -16,6 +17,8 @@ pub struct App {
     pub config: AppConfig,
     pub auth: SellerAuth,
     pub storage: StorageClient,
+    /// Product images' download URLs, reused while fresh.
+    pub image_urls: ReusedUrls,
     pub products: ProductRepo,
     pub upload_limiter: Arc<UploadRateLimiter>,
 }

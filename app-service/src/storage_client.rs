@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use axum::http::{Method, StatusCode};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use service_kit::download_urls::DownloadUrl;
 use service_kit::internal_client::{Answer, CallError, SignedClient};
 use shared_signing::KeyRing;
 use std::collections::BTreeMap;
@@ -89,13 +90,6 @@ pub struct StoredImage {
     /// `complete`, or `committing` while its bytes are being made visible.
     pub state: String,
     pub owner_id: String,
-}
-
-/// One short-lived download URL.
-#[derive(Debug, Clone, Deserialize)]
-pub struct DownloadUrl {
-    pub image_id: String,
-    pub url: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -247,7 +241,7 @@ impl StorageClient {
     }
 
     /// Short-lived download URLs for `image_ids` (unknown ids are left out).
-    pub async fn download_urls(&self, image_ids: &[Uuid]) -> AppResult<Vec<DownloadUrl>> {
+    pub async fn download_urls(&self, image_ids: &[String]) -> AppResult<Vec<DownloadUrl>> {
         const CALL: &str = "download-urls";
         if image_ids.is_empty() {
             return Ok(Vec::new());

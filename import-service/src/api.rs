@@ -825,23 +825,24 @@ pub async fn get_image(
     Ok(Json(items.remove(0)))
 }
 
-/// Fills in signed download URLs; without them if storage cannot be asked (the rest of
-/// the answer is still right, and the next call tries again).
+/// Fills in signed download URLs, reusing fresh ones ([`service_kit::download_urls`]); without them if
+/// storage cannot be asked (the rest of the answer is still right, and the next call
+/// tries again).
 async fn attach_urls(state: &ApiState, images: &mut [Image]) {
     if images.is_empty() {
         return;
     }
     let ids: Vec<String> = images.iter().map(|i| i.image_id.clone()).collect();
-    match state
-        .storage
-        .download_urls(&ids, Some(state.config.image_url_ttl))
-        .await
-    {
-        Ok(urls) => {
-            let by_id: std::collections::HashMap<String, String> =
-                urls.into_iter().map(|u| (u.image_id, u.url)).collect();
+    let signed = state.image_urls.urls(&ids, |to_sign| async move {
+        state
+            .storage
+            .download_urls(&to_sign, Some(state.config.image_url_ttl))
+            .await
+    });
+    match signed.await {
+        Ok(mut urls) => {
             for image in images {
-                image.url = by_id.get(&image.image_id).cloned();
+                image.url = urls.remove(&image.image_id);
             }
         }
         Err(e) => tracing::warn!(error = %e, "cannot get download URLs from storage"),

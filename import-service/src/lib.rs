@@ -39,6 +39,7 @@ use axum::middleware;
 use axum::Router;
 use service_kit::auth::SellerAuth;
 use service_kit::db::{Database, DatabaseCheck, Dialect, PoolSettings};
+use service_kit::download_urls::ReusedUrls;
 use service_kit::health::{Health, ReadinessCheck};
 use task_queue::sql::SqlQueue;
 use task_queue::{QueueUrl, SharedQueue, Worker};
@@ -186,13 +187,14 @@ pub fn api_state(config: ImportConfig, shared: &Shared) -> anyhow::Result<ApiSta
         .build()?;
     let auth = SellerAuth::new(config.require_auth()?.clone(), identity_http);
     Ok(ApiState(Arc::new(ImportApi {
-        config,
         auth,
         repo: shared.repo.clone(),
         queue: shared.queue.clone(),
         sql_queue: shared.sql_queue.clone(),
         providers: shared.providers.clone(),
         storage: shared.storage.clone(),
+        image_urls: ReusedUrls::default(),
+        config,
     })))
 }
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use axum::extract::FromRef;
 use service_kit::auth::SellerAuth;
+use service_kit::download_urls::ReusedUrls;
 use task_queue::sql::SqlQueue;
 use task_queue::SharedQueue;
 
@@ -23,6 +24,8 @@ pub struct ImportApi {
     pub sql_queue: Option<Arc<SqlQueue>>,
     pub providers: Providers,
     pub storage: StorageClient,
+    /// Listed images' download URLs, reused while fresh.
+    pub image_urls: ReusedUrls,
 }
 
 #[derive(Clone)]

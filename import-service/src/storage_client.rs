@@ -18,9 +18,9 @@
 
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
 use reqwest::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
+use service_kit::download_urls::DownloadUrl;
 use service_kit::internal_client::{Answer, CallError, SignedClient};
 use shared_signing::KeyRing;
 
@@ -72,14 +72,6 @@ pub struct IngestedImage {
     /// bytes were already stored (200).
     #[serde(skip)]
     pub newly_stored: bool,
-}
-
-/// One short-lived download URL.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct DownloadUrl {
-    pub image_id: String,
-    pub url: String,
-    pub expires_at: DateTime<Utc>,
 }
 
 #[derive(Serialize)]

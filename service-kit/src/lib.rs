@@ -13,6 +13,8 @@
 //! - [`internal_client`]: signed service-to-service calls ([`internal_client::SignedClient`]):
 //!   signing, trace headers, connection retries, streamed bodies, idle timeout.
 //! - [`db`]: SQLite/PostgreSQL pools through `sqlx::AnyPool`, migrations, DB readiness.
+//! - [`download_urls`]: storage's signed download URLs, reused while at least half their
+//!   lifetime is left ([`download_urls::ReusedUrls`]).
 //! - [`media`]: the image types Vitrine accepts, and [`media::synthetic`] images for tests
 //!   and benchmarks.
 //! - [`testing`]: helpers for tests that need a real backend (skip or fail).
@@ -23,6 +25,7 @@ pub mod allocator;
 pub mod auth;
 pub mod config;
 pub mod db;
+pub mod download_urls;
 pub mod error;
 pub mod health;
 pub mod http;

@@ -87,17 +87,20 @@ async fn check_image(state: &AppState, seller: &SellerId, image_id: Uuid) -> App
     }
 }
 
-/// Fills in short-lived image URLs; products are still returned if storage is down.
+/// Fills in short-lived image URLs, reusing fresh ones ([`service_kit::download_urls`]);
+/// products are still returned if storage is down.
 async fn attach_image_urls(state: &AppState, products: &mut [Product]) {
-    let ids: Vec<Uuid> = products.iter().map(|p| p.image_id).collect();
-    match state.storage.download_urls(&ids).await {
+    if products.is_empty() {
+        return;
+    }
+    let ids: Vec<String> = products.iter().map(|p| p.image_id.to_string()).collect();
+    let signed = state.image_urls.urls(&ids, |to_sign| async move {
+        state.storage.download_urls(&to_sign).await
+    });
+    match signed.await {
         Ok(urls) => {
             for product in products.iter_mut() {
-                let id = product.image_id.to_string();
-                product.image_url = urls
-                    .iter()
-                    .find(|u| u.image_id == id)
-                    .map(|u| u.url.clone());
+                product.image_url = urls.get(&product.image_id.to_string()).cloned();
             }
         }
         Err(e) => {

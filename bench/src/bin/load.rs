@@ -17,6 +17,10 @@
 //!      requests are always outstanding. This gives the stack's throughput; its latency
 //!      is queueing (Little's law: 500 ÷ pages per second).
 //!
+//!    Each phase also counts import-api's calls to storage for signed URLs (from its
+//!    `/metrics`): a page's URLs are signed once and reused while fresh, so most pages
+//!    after the first pass are answered from the import database alone.
+//!
 //! Every request's latency is recorded; the report gives count, errors, p50 and p99 per
 //! endpoint, the machine and its load average. It runs the release `vitrine` next to
 //! itself (or `--vitrine PATH`) as `vitrine up` on free loopback ports, in a temp data
@@ -317,6 +321,25 @@ async fn reader(
     }
 }
 
+/// How many `POST /internal/download-urls` calls import-api has made, from its `/metrics`.
+async fn download_url_calls(http: &reqwest::Client, import: &str) -> Result<u64> {
+    let text = http
+        .get(format!("{import}/metrics"))
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await?;
+    Ok(text
+        .lines()
+        .filter(|line| {
+            line.starts_with("import_storage_call_seconds_count")
+                && line.contains(r#"call="download-urls""#)
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64)
+}
+
 /// Seeds `rows` images of `seller` into both databases; returns the import-side token.
 async fn seed_rows(data: &Path, seller: &str, rows: usize) -> Result<()> {
     use sqlx::Connection;
@@ -610,6 +633,7 @@ async fn main() -> Result<()> {
     ] {
         let load_before = load_average();
         let cpu_before = machine_cpu();
+        let url_calls_before = download_url_calls(&http, &import).await?;
         let stats: Shared = Arc::default();
         let until = Instant::now() + Duration::from_secs(args.read_secs);
         let tasks: Vec<_> = (0..readers)
@@ -630,14 +654,18 @@ async fn main() -> Result<()> {
         }
         let load_after = load_average();
         let cpu_after = machine_cpu();
+        let url_calls = download_url_calls(&http, &import).await? - url_calls_before;
         let busy_cores = (cpu_after.0 - cpu_before.0).as_secs_f64()
             / (cpu_after.1 - cpu_before.1).as_secs_f64()
             * host.cores as f64;
         let stats = std::mem::take(&mut *stats.lock().expect("stats"));
+        let pages = stats.latencies.get("GET /images").map_or(0, Vec::len);
         report.push_str(&format!(
             "### {title}\n\n{}\n\n- machine busy {busy_cores:.2} of {} cores (the stack, this \
              client and anything else running); load average before {load_before}, at the \
-             end {load_after}\n\n",
+             end {load_after}\n\
+             - calls from import-api to storage for signed URLs: {url_calls} for {pages} pages \
+             (a page's URLs are reused while they have half their lifetime left)\n\n",
             table(&stats, args.read_secs),
             host.cores,
         ));
