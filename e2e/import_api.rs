@@ -24,7 +24,7 @@ type Answer = (u16, reqwest::header::HeaderMap, Value);
 // ------------------------------------------------------------------- harness
 
 /// Drive: a public folder (3 images, named), one that needs its resource key, a private
-/// one. Dropbox: a public link (2 images), a private one.
+/// one. Dropbox: a public link (2 images, named), a private one.
 fn fake() -> FakeProviders {
     FakeProviders::builder()
         .drive_folder(Folder::generated(Generate::images(3).size(8 * 1024)).name("Spring catalog"))
@@ -34,7 +34,7 @@ fn fake() -> FakeProviders {
                 .with_resource_key(),
         )
         .drive_folder(Folder::generated(Generate::images(2).size(8 * 1024).seed(3)).private())
-        .dropbox_folder(Folder::generated(Generate::images(2).size(8 * 1024)))
+        .dropbox_folder(Folder::generated(Generate::images(2).size(8 * 1024)).name("Lookbook 2026"))
         .dropbox_folder(Folder::generated(Generate::images(2).size(8 * 1024).seed(4)).private())
         .build()
         .expect("fake providers")
@@ -241,7 +241,12 @@ async fn every_folder_url_form_users_paste_is_accepted() {
         assert_eq!(answer.0, 202, "{url}: {}", answer.2);
         assert_eq!(answer.2["provider"], "dropbox", "{url}");
         assert_eq!(answer.2["folder_url"], url.as_str(), "{url}");
-        assert!(answer.2["folder_name"].is_string(), "{url}: {}", answer.2);
+        // The API asked Dropbox what the link is: the folder's own name, not the link id.
+        assert_eq!(
+            answer.2["folder_name"], "Lookbook 2026",
+            "{url}: {}",
+            answer.2
+        );
         assert_eq!(
             stack.fake.stats().route(Route::DropboxList),
             before + 1,

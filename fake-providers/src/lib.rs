@@ -12,7 +12,8 @@
 //! - `drive/` — `GET /drive/v3/files` (`list.rs`) and
 //!   `GET /drive/v3/files/{id}[?alt=media]` (`get.rs`), `fields` partial
 //!   responses (`fields.rs`), Google's error JSON (`error.rs`).
-//! - `dropbox/` — `POST /2/files/list_folder[/continue]` (`list.rs`) and
+//! - `dropbox/` — `POST /2/files/list_folder[/continue]` (`list.rs`),
+//!   `POST /2/sharing/get_shared_link_metadata` (`metadata.rs`) and
 //!   `POST /2/sharing/get_shared_link_file` (`download.rs`), Dropbox's route errors.
 //! - [`faults`] — [`FaultConfig`], [`Rule`], [`Schedule`], [`Fault`], [`Stats`].
 //! - `admin.rs` — `/_fake/faults`, `/_fake/stats`, `/_fake/reset`, `/_fake/folders`.
@@ -58,7 +59,8 @@
 //!   resource keys via `X-Goog-Drive-Resource-Keys`; Google Docs
 //!   (`403 fileNotDownloadable`); Google's error JSON.
 //! - Dropbox: `files/list_folder` with `shared_link` (+ `path`, `limit`),
-//!   `files/list_folder/continue`, `sharing/get_shared_link_file` (`Dropbox-API-Arg`
+//!   `files/list_folder/continue`, `sharing/get_shared_link_metadata` (a link's
+//!   folder: `.tag`, `name`, `id`), `sharing/get_shared_link_file` (`Dropbox-API-Arg`
 //!   in, `Dropbox-API-Result` out, `Range`), the real `content_hash`, 409 route
 //!   errors, 401 `invalid_access_token`, 400 plain-text call errors.
 //!
@@ -67,7 +69,8 @@
 //! above (a `q` without `in parents` is a 400 here), `orderBy` (order is the
 //! folder's creation order), shared drives, trashed files, per-file resource
 //! keys (only a folder's own key is checked), Dropbox `recursive` listings and
-//! listing a user's own Dropbox (only shared links), link passwords, Dropbox
+//! listing a user's own Dropbox (only shared links), link passwords, the `path` of
+//! `get_shared_link_metadata`, Dropbox
 //! `/sh/` links, `arg` URL parameters. Real Dropbox omits `path_lower` /
 //! `path_display` for shared-link listings; the emulator includes them (relative
 //! to the link root): clients should not rely on them.

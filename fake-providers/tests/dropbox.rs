@@ -298,3 +298,63 @@ async fn bearer_token_is_required() {
         .unwrap();
     assert_eq!(ok.status(), 200);
 }
+
+#[tokio::test]
+async fn get_shared_link_metadata_names_the_linked_folder() {
+    let fake = FakeProviders::builder()
+        .dropbox_folder(Folder::generated(Generate::images(2).size(500)).name("Spring catalog"))
+        .dropbox_folder(Folder::generated(Generate::images(2).size(500)).private())
+        .dropbox_token(TOKEN)
+        .build()
+        .unwrap();
+    let running = fake.serve_on_loopback().await.unwrap();
+    let (base, url) = (&running.base_url, &fake.dropbox_links()[0].url);
+    let client = client();
+    let metadata =
+        |body: Value| dropbox_rpc(&client, base, "sharing/get_shared_link_metadata", body);
+
+    let response = metadata(json!({"url": url})).await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body[".tag"], "folder");
+    assert_eq!(body["name"], "Spring catalog");
+    assert_eq!(body["url"], url.as_str());
+    assert!(body["id"].as_str().unwrap().starts_with("id:"), "{body}");
+    assert_eq!(
+        body["link_permissions"]["resolved_visibility"][".tag"],
+        "public"
+    );
+
+    // A private link, a wrong key and an unknown link are all "not found".
+    let wrong_key = url.replace("rlkey=", "rlkey=x");
+    for link in [
+        fake.dropbox_links()[1].url.as_str(),
+        wrong_key.as_str(),
+        "https://www.dropbox.com/scl/fo/zzz/h?rlkey=q",
+    ] {
+        let response = metadata(json!({"url": link})).await;
+        assert_eq!(response.status(), 409, "{link}");
+        assert_eq!(
+            response.json::<Value>().await.unwrap(),
+            json!({"error_summary": "shared_link_not_found/..", "error": {".tag": "shared_link_not_found"}})
+        );
+    }
+
+    // Malformed calls are 400 in plain text; without the token, 401.
+    for body in [json!({}), json!({"url": url, "path": "/IMG_00000.png"})] {
+        let response = metadata(body).await;
+        assert_eq!(response.status(), 400);
+        assert!(response
+            .text()
+            .await
+            .unwrap()
+            .starts_with("Error in call to API function \"sharing/get_shared_link_metadata\""));
+    }
+    let response = client
+        .post(format!("{base}/2/sharing/get_shared_link_metadata"))
+        .json(&json!({"url": url}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+}

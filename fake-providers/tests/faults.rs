@@ -145,6 +145,15 @@ async fn dropbox_429_with_and_without_retry_after() {
         response.json::<Value>().await.unwrap(),
         json!({"error_summary": "too_many_requests/..", "error": {"reason": {".tag": "too_many_requests"}, "retry_after": 3}})
     );
+    // Asking what the link is counts as listing its root: the same rules apply.
+    fake.faults()
+        .add(Rule::new(RouteMatch::DropboxList, Fault::ServerError { status: 503 }).first(1));
+    let metadata = json!({"url": url});
+    let path = "sharing/get_shared_link_metadata";
+    let response = dropbox_rpc(&client, &fake.base_url, path, metadata.clone()).await;
+    assert_eq!(response.status(), 503);
+    let response = dropbox_rpc(&client, &fake.base_url, path, metadata).await;
+    assert_eq!(response.status(), 200);
 
     fake.faults().set(FaultConfig::default().rule(Rule::new(
         RouteMatch::Dropbox,

@@ -143,13 +143,16 @@ async fn drive_folder_is_walked_completely_and_checksums_match() {
 #[tokio::test]
 async fn dropbox_folder_is_walked_completely_and_hashes_match() {
     let fake = FakeProviders::builder()
-        .dropbox_folder(Folder::generated(
-            Generate::images(1_200)
-                .size(700)
-                .subfolders(2)
-                .non_images(3)
-                .seed(5),
-        ))
+        .dropbox_folder(
+            Folder::generated(
+                Generate::images(1_200)
+                    .size(700)
+                    .subfolders(2)
+                    .non_images(3)
+                    .seed(5),
+            )
+            .name("Summer shoes"),
+        )
         .build()
         .unwrap()
         .serve_on_loopback()
@@ -157,7 +160,8 @@ async fn dropbox_folder_is_walked_completely_and_hashes_match() {
         .unwrap();
     let folder = folder_url::parse(&fake.dropbox_links()[0].url).unwrap();
     let client = dropbox(&fake);
-    client.open_folder(&folder).await.unwrap();
+    let info = client.open_folder(&folder).await.unwrap();
+    assert_eq!(info.name, "Summer shoes");
     let (files, skipped, pages) = walk(&client, &folder).await.unwrap();
     assert_eq!(files.len(), 1_200, "skipped: {skipped:?}");
     assert!(pages >= 3, "{pages}");

@@ -118,6 +118,22 @@ async fn a_broker_restart_mid_run_loses_nothing() {
         },
     )
     .await;
+    // Tasks whose ack the restart lost come back as redeliveries, and some may still be
+    // queued or prefetched when the last distinct task is seen. Stopping the workers
+    // then would leave them queued, so wait until the queue is empty and no handling
+    // has happened for a while (a prefetched task takes about 10 ms).
+    let (q, n, h) = (queue.clone(), name.clone(), handled.clone());
+    let mut last = (u64::MAX, Instant::now());
+    eventually("redeliveries handled", Duration::from_secs(30), move || {
+        let now = h.load(std::sync::atomic::Ordering::Relaxed);
+        if now != last.0 {
+            last = (now, Instant::now());
+        }
+        let quiet = last.1.elapsed() >= Duration::from_millis(500);
+        let (q, n) = (q.clone(), n.clone());
+        async move { quiet && q.stats(&n).await.unwrap().ready == 0 }
+    })
+    .await;
     stop.cancel();
     for w in workers {
         let report = w.await.unwrap().unwrap();

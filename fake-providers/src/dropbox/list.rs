@@ -1,7 +1,7 @@
 //! `files/list_folder` and `files/list_folder/continue` on a shared link.
 
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -11,11 +11,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{
-    bad_input, check_token, entry, fault_response, finish, link_id_of, link_not_found,
-    path_not_found, resolve_link, route_error, text, SharedLink,
+    admit_listing, bad_input, entry, finish, link_id_of, link_not_found, path_not_found,
+    resolve_link, route_error, text, SharedLink,
 };
 use crate::catalog::Kind;
-use crate::faults::Route;
 use crate::serve::ConnKiller;
 use crate::FakeProviders;
 
@@ -39,24 +38,6 @@ struct Cursor {
     limit: usize,
 }
 
-fn check_json_content_type(headers: &HeaderMap, function: &str) -> Result<(), Response> {
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let essence = ct.split(';').next().unwrap_or("").trim();
-    if essence.eq_ignore_ascii_case("application/json") {
-        return Ok(());
-    }
-    Err(bad_input(
-        function,
-        &format!(
-            "Bad HTTP \"Content-Type\" header: \"{ct}\".  Expecting one of \"application/json\", \
-             \"application/json; charset=utf-8\", \"text/plain; charset=dropbox-cors-hack\"."
-        ),
-    ))
-}
-
 pub(super) async fn list_folder(
     State(app): State<FakeProviders>,
     headers: HeaderMap,
@@ -75,20 +56,19 @@ pub(super) async fn list_folder(
         ),
         Err(_) => (String::new(), String::new()),
     };
-    app.0.stats.listing(&format!("{link_key}{path}"));
-    let passed = match app
-        .admit(Route::DropboxList, &[&link_key, &path], killer.as_deref())
-        .await
+    let passed = match admit_listing(
+        &app,
+        &headers,
+        killer.as_deref(),
+        FUNCTION,
+        &link_key,
+        &path,
+    )
+    .await
     {
         Ok(p) => p,
-        Err(fault) => return fault_response(fault, Route::DropboxList),
+        Err(refused) => return refused,
     };
-    if let Err(r) = check_token(&app, &headers) {
-        return r;
-    }
-    if let Err(r) = check_json_content_type(&headers, FUNCTION) {
-        return r;
-    }
     let arg = match arg {
         Ok(a) => a,
         Err(e) => {
@@ -169,20 +149,19 @@ pub(super) async fn list_folder_continue(
             Some((l.link_id.clone(), c.path.clone()))
         })
         .unwrap_or_default();
-    app.0.stats.listing(&format!("{link_key}{path}"));
-    let passed = match app
-        .admit(Route::DropboxList, &[&link_key, &path], killer.as_deref())
-        .await
+    let passed = match admit_listing(
+        &app,
+        &headers,
+        killer.as_deref(),
+        FUNCTION,
+        &link_key,
+        &path,
+    )
+    .await
     {
         Ok(p) => p,
-        Err(fault) => return fault_response(fault, Route::DropboxList),
+        Err(refused) => return refused,
     };
-    if let Err(r) = check_token(&app, &headers) {
-        return r;
-    }
-    if let Err(r) = check_json_content_type(&headers, FUNCTION) {
-        return r;
-    }
     if arg.is_none() {
         return bad_input(FUNCTION, "request body: could not decode input as JSON");
     }

@@ -6,6 +6,7 @@
 //!
 //! - `list.rs` — `files/list_folder` and `files/list_folder/continue`.
 //! - `download.rs` — `sharing/get_shared_link_file`.
+//! - `metadata.rs` — `sharing/get_shared_link_metadata` (a link's folder and its name).
 //! - `mod.rs` — routes, route errors (409), auth, shared-link resolution,
 //!   metadata entries, and how injected faults look on Dropbox.
 
@@ -15,6 +16,7 @@
 
 mod download;
 mod list;
+mod metadata;
 
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -26,6 +28,7 @@ use serde_json::{json, Value};
 use crate::catalog::{Kind, Node};
 use crate::faults::{Fault, Route};
 use crate::respond;
+use crate::serve::ConnKiller;
 use crate::FakeProviders;
 
 pub fn routes() -> Router<FakeProviders> {
@@ -38,6 +41,10 @@ pub fn routes() -> Router<FakeProviders> {
         .route(
             "/2/sharing/get_shared_link_file",
             post(download::get_shared_link_file),
+        )
+        .route(
+            "/2/sharing/get_shared_link_metadata",
+            post(metadata::get_shared_link_metadata),
         )
 }
 
@@ -108,6 +115,44 @@ fn check_token(app: &FakeProviders, headers: &HeaderMap) -> Result<(), Response>
         (Some(_), _, None) | (None, Some(_), None) => Ok(()),
         _ => Err(invalid_token()),
     }
+}
+
+fn check_json_content_type(headers: &HeaderMap, function: &str) -> Result<(), Response> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = ct.split(';').next().unwrap_or("").trim();
+    if essence.eq_ignore_ascii_case("application/json") {
+        return Ok(());
+    }
+    Err(bad_input(
+        function,
+        &format!(
+            "Bad HTTP \"Content-Type\" header: \"{ct}\".  Expecting one of \"application/json\", \
+             \"application/json; charset=utf-8\", \"text/plain; charset=dropbox-cors-hack\"."
+        ),
+    ))
+}
+
+/// What every listing RPC does first, in Dropbox's order: counts a listing of
+/// `link_key` + `path`, applies the fault rules, checks the token and the content type.
+async fn admit_listing(
+    app: &FakeProviders,
+    headers: &HeaderMap,
+    killer: Option<&ConnKiller>,
+    function: &str,
+    link_key: &str,
+    path: &str,
+) -> Result<crate::Passed, Response> {
+    app.0.stats.listing(&format!("{link_key}{path}"));
+    let passed = app
+        .admit(Route::DropboxList, &[link_key, path], killer)
+        .await
+        .map_err(|fault| fault_response(fault, Route::DropboxList))?;
+    check_token(app, headers)?;
+    check_json_content_type(headers, function)?;
+    Ok(passed)
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response {

@@ -2,6 +2,8 @@
 //!
 //! Calls (RPC endpoints at `DROPBOX_API_BASE`, default `https://api.dropboxapi.com`;
 //! content at `DROPBOX_CONTENT_BASE`, default `https://content.dropboxapi.com`):
+//! - `POST /2/sharing/get_shared_link_metadata` with `{"url"}` when an import starts:
+//!   the link is a readable folder, and its name;
 //! - `POST /2/files/list_folder` with `{"path", "shared_link": {"url"}}`, then
 //!   `POST /2/files/list_folder/continue` with `{"cursor"}` while `has_more`;
 //! - `POST /2/sharing/get_shared_link_file` with the `Dropbox-API-Arg` header
@@ -107,6 +109,15 @@ enum Metadata {
 
 fn yes() -> bool {
     true
+}
+
+/// `sharing/get_shared_link_metadata`'s answer, the parts read here.
+#[derive(Debug, Deserialize)]
+struct SharedLinkMetadata {
+    /// `folder` or `file`.
+    #[serde(rename = ".tag")]
+    tag: String,
+    name: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -243,12 +254,12 @@ impl Dropbox {
         }
     }
 
-    async fn rpc(
+    async fn rpc<T: serde::de::DeserializeOwned>(
         &self,
         route: &str,
         body: serde_json::Value,
         what: &str,
-    ) -> Result<ListFolderResult, ProviderError> {
+    ) -> Result<T, ProviderError> {
         let url = self.settings.api_base.join(route).map_err(|e| {
             ProviderError::permanent(P, "bad-response", format!("bad API URL: {e}"))
         })?;
@@ -344,21 +355,23 @@ impl ProviderClient for Dropbox {
     }
 
     async fn open_folder(&self, folder: &FolderRef) -> Result<FolderInfo, ProviderError> {
-        // Listing one entry is the cheapest call that proves the link is a readable folder.
+        // Proves the link is a readable folder, and gives its name.
         let link = Self::link(folder)?;
-        self.rpc(
-            "2/files/list_folder",
-            json!({ "path": "", "shared_link": { "url": link }, "limit": 1 }),
-            "opening the shared folder",
-        )
-        .await?;
-        let name = link
-            .split('?')
-            .next()
-            .and_then(|p| p.rsplit('/').nth(1))
-            .unwrap_or("Dropbox folder")
-            .to_owned();
-        Ok(FolderInfo { name })
+        let shared: SharedLinkMetadata = self
+            .rpc(
+                "2/sharing/get_shared_link_metadata",
+                json!({ "url": link }),
+                "opening the shared folder",
+            )
+            .await?;
+        if shared.tag != "folder" {
+            return Err(ProviderError::permanent(
+                P,
+                "not-a-folder",
+                format!("the link points at a {}, not a folder", shared.tag),
+            ));
+        }
+        Ok(FolderInfo { name: shared.name })
     }
 
     async fn list_page(
@@ -431,6 +444,56 @@ impl ProviderClient for Dropbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A Dropbox whose `get_shared_link_metadata` answers `answer`.
+    async fn dropbox_answering(answer: serde_json::Value) -> Dropbox {
+        let app = axum::Router::new().route(
+            "/2/sharing/get_shared_link_metadata",
+            axum::routing::post(move || async move { axum::Json(answer) }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base: url::Url = format!("http://{}", listener.local_addr().expect("addr"))
+            .parse()
+            .expect("url");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Dropbox::new(DropboxSettings {
+            api_base: base.clone(),
+            content_base: base,
+            auth: DropboxAuth::AccessToken("t".into()),
+            page_size: 500,
+            connect_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(5),
+        })
+        .expect("client")
+    }
+
+    #[tokio::test]
+    async fn opening_a_folder_link_gives_the_folders_name_and_a_file_link_is_refused() {
+        let link = FolderRef::Dropbox {
+            shared_link: "https://www.dropbox.com/scl/fo/abc/h?rlkey=k".into(),
+        };
+        let folder =
+            dropbox_answering(json!({".tag": "folder", "name": "Spring catalog", "url": "u"}))
+                .await
+                .open_folder(&link)
+                .await
+                .expect("a folder");
+        assert_eq!(folder.name, "Spring catalog");
+
+        let err = dropbox_answering(json!({".tag": "file", "name": "shoe.jpg", "url": "u"}))
+            .await
+            .open_folder(&link)
+            .await
+            .expect_err("a file");
+        assert_eq!(
+            (err.reason, err.retry),
+            ("not-a-folder", crate::providers::Retry::Permanent),
+            "{err}"
+        );
+    }
 
     #[test]
     fn listing_entries_of_every_tag_parse() {
