@@ -825,9 +825,9 @@ pub async fn get_image(
     Ok(Json(items.remove(0)))
 }
 
-/// Fills in signed download URLs, reusing fresh ones ([`service_kit::download_urls`]); without them if
-/// storage cannot be asked (the rest of the answer is still right, and the next call
-/// tries again).
+/// Fills in signed download URLs, reusing fresh ones ([`service_kit::download_urls`]);
+/// without them if storage cannot be asked (the rest of the answer is still right, and
+/// the next call tries again).
 async fn attach_urls(state: &ApiState, images: &mut [Image]) {
     if images.is_empty() {
         return;
