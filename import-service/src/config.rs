@@ -89,8 +89,6 @@ pub struct PipelineSettings {
     pub file_concurrency: usize,
     /// Listing tasks one worker process handles at once.
     pub listing_concurrency: usize,
-    /// Requests per second to one provider from one worker process (shared by its tasks).
-    pub provider_requests_per_second: NonZeroU32,
     /// Attempts per file (and per listing page) before it is recorded as failed.
     pub max_attempts: u32,
     /// First retry delay; doubled per attempt, with full jitter, up to `retry_max`.
@@ -105,7 +103,6 @@ impl Default for PipelineSettings {
         PipelineSettings {
             file_concurrency: 16,
             listing_concurrency: 4,
-            provider_requests_per_second: NonZeroU32::new(100).expect("non-zero"),
             max_attempts: 6,
             retry_base: Duration::from_secs(1),
             retry_max: Duration::from_secs(300),
@@ -195,6 +192,14 @@ impl ImportConfig {
             Duration::from_secs(600),
         )?;
         let connect_timeout = Duration::from_secs(10).min(provider_timeout);
+        let requests_per_second = NonZeroU32::new(bounded_u32(
+            env,
+            vars::PROVIDER_REQUESTS_PER_SECOND,
+            100,
+            1,
+            100_000,
+        )?)
+        .expect("bounded to at least 1");
         let drive = DriveSettings {
             api_base: env.http_url_or(vars::GOOGLE_DRIVE_API_BASE, "https://www.googleapis.com")?,
             api_key: env.string_or(vars::GOOGLE_API_KEY, ""),
@@ -202,6 +207,7 @@ impl ImportConfig {
             connect_timeout,
             request_timeout: provider_timeout,
             read_timeout: provider_timeout,
+            requests_per_second,
         };
         let dropbox = DropboxSettings {
             api_base: env.http_url_or(vars::DROPBOX_API_BASE, "https://api.dropboxapi.com")?,
@@ -212,6 +218,7 @@ impl ImportConfig {
             connect_timeout,
             request_timeout: provider_timeout,
             read_timeout: provider_timeout,
+            requests_per_second,
         };
         let defaults = PipelineSettings::default();
         let retry_base_ms = bounded_u32(env, vars::IMPORT_RETRY_BASE_MS, 1000, 1, 600_000)?;
@@ -220,14 +227,6 @@ impl ImportConfig {
                 as usize,
             listing_concurrency: bounded_u32(env, vars::IMPORT_LISTING_CONCURRENCY, 4, 1, 64)?
                 as usize,
-            provider_requests_per_second: NonZeroU32::new(bounded_u32(
-                env,
-                vars::PROVIDER_REQUESTS_PER_SECOND,
-                100,
-                1,
-                100_000,
-            )?)
-            .expect("bounded to at least 1"),
             max_attempts: bounded_u32(
                 env,
                 vars::IMPORT_MAX_ATTEMPTS,

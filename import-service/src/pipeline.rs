@@ -13,12 +13,11 @@
 //! per job at a time, coalescing the files that finish meanwhile, instead of one per file.
 
 use std::collections::HashMap;
-use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+
 use rand::Rng;
 use sha2::{Digest, Sha256};
 use task_queue::sql::SqlLease;
@@ -49,30 +48,6 @@ impl Providers {
     }
 }
 
-/// One request budget per provider, shared by all of a worker's tasks.
-pub struct ProviderLimiters {
-    google_drive: DefaultDirectRateLimiter,
-    dropbox: DefaultDirectRateLimiter,
-}
-
-impl ProviderLimiters {
-    pub fn new(per_second: NonZeroU32) -> Self {
-        let quota = Quota::per_second(per_second);
-        ProviderLimiters {
-            google_drive: RateLimiter::direct(quota),
-            dropbox: RateLimiter::direct(quota),
-        }
-    }
-
-    /// Waits until one more request to `provider` fits the budget.
-    pub async fn until_ready(&self, provider: Provider) {
-        match provider {
-            Provider::GoogleDrive => self.google_drive.until_ready().await,
-            Provider::Dropbox => self.dropbox.until_ready().await,
-        }
-    }
-}
-
 /// Everything a worker's task handlers share.
 pub struct Pipeline {
     pub repo: ImportRepo,
@@ -81,7 +56,6 @@ pub struct Pipeline {
     pub providers: Providers,
     pub storage: StorageClient,
     pub settings: PipelineSettings,
-    limiters: ProviderLimiters,
     /// Jobs by id, for file tasks: a job's provider, folder and owner never change (its
     /// state and name do: nothing here reads those from the cache).
     jobs: Mutex<HashMap<String, Arc<JobRow>>>,
@@ -249,7 +223,6 @@ impl Pipeline {
         settings: PipelineSettings,
     ) -> Self {
         Pipeline {
-            limiters: ProviderLimiters::new(settings.provider_requests_per_second),
             completion: CompletionChecks::new(repo.clone()),
             repo,
             queue,
@@ -409,7 +382,6 @@ impl Pipeline {
     ) -> Result<PageResult, Failure> {
         if listing.is_root && listing.position.page_token.is_none() {
             // A private or missing folder is an error, not an empty import.
-            self.limiters.until_ready(job.provider).await;
             let info = client.open_folder(&job.folder).await?;
             if job.folder_name.as_deref() != Some(info.name.as_str()) {
                 self.repo
@@ -418,7 +390,6 @@ impl Pipeline {
                     .map_err(|e| Failure::internal("set folder name", e))?;
             }
         }
-        self.limiters.until_ready(job.provider).await;
         let page = client.list_page(&job.folder, &listing.position).await?;
         Ok(page_result(page.entries, page.next, &listing.position))
     }
@@ -546,7 +517,6 @@ impl Pipeline {
             ));
         }
         let client = self.providers.get(job.provider);
-        self.limiters.until_ready(job.provider).await;
         let download = client.download(&job.folder, file).await?;
         let Some(size) = file.size.or(download.length) else {
             return Err(Failure::permanent(

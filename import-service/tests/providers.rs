@@ -3,9 +3,10 @@
 //! and every injected fault classified as the import pipeline needs it.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::num::NonZeroU32;
+use std::time::{Duration, Instant};
 
-use fake_providers::faults::{Fault, RateLimitReason, RouteMatch, Rule};
+use fake_providers::faults::{Fault, RateLimitReason, Route, RouteMatch, Rule};
 use fake_providers::{FakeProviders, Folder, Generate, RunningFake};
 use futures::TryStreamExt;
 use import_service::providers::dropbox::{Dropbox, DropboxAuth, DropboxSettings};
@@ -17,6 +18,11 @@ use import_service::providers::{
 use sha2::{Digest, Sha256};
 
 fn drive(fake: &RunningFake) -> GoogleDrive {
+    drive_paced(fake, NonZeroU32::MAX)
+}
+
+/// A Drive client that makes at most `requests_per_second`.
+fn drive_paced(fake: &RunningFake, requests_per_second: NonZeroU32) -> GoogleDrive {
     GoogleDrive::new(DriveSettings {
         api_base: fake.base_url.parse().unwrap(),
         api_key: "test-key".into(),
@@ -24,6 +30,7 @@ fn drive(fake: &RunningFake) -> GoogleDrive {
         connect_timeout: Duration::from_secs(2),
         request_timeout: Duration::from_secs(10),
         read_timeout: Duration::from_secs(10),
+        requests_per_second,
     })
     .unwrap()
 }
@@ -37,6 +44,7 @@ fn dropbox(fake: &RunningFake) -> Dropbox {
         connect_timeout: Duration::from_secs(2),
         request_timeout: Duration::from_secs(10),
         read_timeout: Duration::from_secs(10),
+        requests_per_second: NonZeroU32::MAX,
     })
     .unwrap()
 }
@@ -401,4 +409,43 @@ async fn an_empty_listing_is_just_empty() {
         .await
         .unwrap();
     assert!(page.entries.is_empty() && page.next.is_none());
+}
+
+#[tokio::test]
+async fn shortcut_lookups_inside_a_page_keep_to_the_request_budget() {
+    // One listing call and one `files.get` per shortcut: 21 requests. At 10 a second
+    // (a burst of 10, then one every 100 ms) they cannot take less than about 1.1 s;
+    // unpaced, they take a few milliseconds on loopback.
+    let fake = FakeProviders::builder()
+        .drive_folder(Folder::generated(
+            Generate::images(20).size(500).shortcuts(20),
+        ))
+        .build()
+        .unwrap()
+        .serve_on_loopback()
+        .await
+        .unwrap();
+    let folder = folder_url::parse(&fake.drive_folders()[0].url).unwrap();
+    let client = drive_paced(&fake, NonZeroU32::new(10).unwrap());
+    let requests = || {
+        let stats = fake.stats();
+        stats.route(Route::DriveList) + stats.route(Route::DriveGet)
+    };
+    let before = requests();
+
+    let started = Instant::now();
+    let page = client
+        .list_page(&folder, &ListingPosition::root(&folder))
+        .await
+        .unwrap();
+    let took = started.elapsed();
+
+    let shortcuts = page
+        .entries
+        .iter()
+        .filter(|e| matches!(e, Entry::File(f) if f.source_id != f.download_ref))
+        .count();
+    assert_eq!(shortcuts, 20, "{:?}", page.entries);
+    assert_eq!(requests() - before, 21);
+    assert!(took >= Duration::from_millis(1_000), "{took:?}");
 }

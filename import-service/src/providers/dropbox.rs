@@ -14,6 +14,7 @@
 //! `409` with `error_summary` (e.g. `shared_link_not_found/…`), classified in
 //! [`classify`].
 
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -25,7 +26,8 @@ use serde_json::json;
 
 use super::{
     check_status, image_type_of_name, retry_after, Download, Entry, FolderInfo, FolderRef,
-    ListingPage, ListingPosition, Provider, ProviderClient, ProviderError, RemoteFile, SkipReason,
+    ListingPage, ListingPosition, Provider, ProviderClient, ProviderError, RemoteFile, RequestPace,
+    SkipReason,
 };
 
 const P: Provider = Provider::Dropbox;
@@ -71,10 +73,13 @@ pub struct DropboxSettings {
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
     pub read_timeout: Duration,
+    /// Requests per second from this process, every kind of call together.
+    pub requests_per_second: NonZeroU32,
 }
 
 pub struct Dropbox {
     settings: DropboxSettings,
+    pace: RequestPace,
     http: reqwest::Client,
 }
 
@@ -240,7 +245,11 @@ impl Dropbox {
             .read_timeout(settings.read_timeout)
             .user_agent(concat!("vitrine-import/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Dropbox { settings, http })
+        Ok(Dropbox {
+            pace: RequestPace::per_second(settings.requests_per_second),
+            settings,
+            http,
+        })
     }
 
     fn link(folder: &FolderRef) -> Result<&str, ProviderError> {
@@ -260,6 +269,7 @@ impl Dropbox {
         body: serde_json::Value,
         what: &str,
     ) -> Result<T, ProviderError> {
+        self.pace.wait().await;
         let url = self.settings.api_base.join(route).map_err(|e| {
             ProviderError::permanent(P, "bad-response", format!("bad API URL: {e}"))
         })?;
@@ -417,6 +427,7 @@ impl ProviderClient for Dropbox {
     ) -> Result<Download, ProviderError> {
         let link = Self::link(folder)?;
         let what = format!("downloading {}", file.download_ref);
+        self.pace.wait().await;
         let url = self
             .settings
             .content_base
@@ -466,6 +477,7 @@ mod tests {
             connect_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(5),
             read_timeout: Duration::from_secs(5),
+            requests_per_second: NonZeroU32::MAX,
         })
         .expect("client")
     }

@@ -12,6 +12,7 @@
 //! `X-Goog-Drive-Resource-Keys: {id}/{key}` header. Errors are Google's JSON
 //! (`error.code`, `error.errors[].reason`), classified in [`classify`].
 
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -22,7 +23,7 @@ use service_kit::media::ImageType;
 
 use super::{
     check_status, retry_after, Download, Entry, FolderInfo, FolderRef, ListingPage,
-    ListingPosition, Provider, ProviderClient, ProviderError, RemoteFile, SkipReason,
+    ListingPosition, Provider, ProviderClient, ProviderError, RemoteFile, RequestPace, SkipReason,
 };
 
 const FOLDER_MIME: &str = "application/vnd.google-apps.folder";
@@ -46,11 +47,14 @@ pub struct DriveSettings {
     pub request_timeout: Duration,
     /// A download that sends nothing for this long is abandoned.
     pub read_timeout: Duration,
+    /// Requests per second from this process, every kind of call together.
+    pub requests_per_second: NonZeroU32,
 }
 
 pub struct GoogleDrive {
     settings: DriveSettings,
     http: reqwest::Client,
+    pace: RequestPace,
 }
 
 #[derive(Debug, Deserialize)]
@@ -162,7 +166,11 @@ impl GoogleDrive {
             .read_timeout(settings.read_timeout)
             .user_agent(concat!("vitrine-import/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(GoogleDrive { settings, http })
+        Ok(GoogleDrive {
+            pace: RequestPace::per_second(settings.requests_per_second),
+            settings,
+            http,
+        })
     }
 
     fn url(&self, path: &str) -> Result<url::Url, ProviderError> {
@@ -193,6 +201,7 @@ impl GoogleDrive {
         request: reqwest::RequestBuilder,
         what: &str,
     ) -> Result<T, ProviderError> {
+        self.pace.wait().await;
         let response = request
             .timeout(self.settings.request_timeout)
             .send()
@@ -465,6 +474,7 @@ impl ProviderClient for GoogleDrive {
         file: &RemoteFile,
     ) -> Result<Download, ProviderError> {
         let what = format!("downloading {}", file.source_id);
+        self.pace.wait().await;
         let response = self
             .get(
                 &format!("drive/v3/files/{}", encode_path(&file.download_ref)),

@@ -5,6 +5,8 @@
 //!   page at a time, stream a file.
 //! - [`google_drive`], [`dropbox`]: the clients, speaking each provider's real wire
 //!   format at a configurable base URL (the real API, or `fake-providers` in tests).
+//! - [`RequestPace`]: a provider's request budget in one process, which each client
+//!   takes before every call it makes.
 //! - [`ProviderError`]: every failure classified as transient (retry, honouring
 //!   `Retry-After`) or permanent (recorded on the item with a reason).
 
@@ -12,6 +14,7 @@ pub mod dropbox;
 pub mod folder_url;
 pub mod google_drive;
 
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -21,6 +24,25 @@ use serde::{Deserialize, Serialize};
 use service_kit::media::ImageType;
 
 pub use folder_url::{FolderRef, FolderUrlError, Provider};
+
+/// One provider's request budget in this process (`PROVIDER_REQUESTS_PER_SECOND`): a
+/// client waits for it before every call, whoever makes it (a folder check, a listing
+/// page, each shortcut's target lookup inside a page, a download), so all of a worker's
+/// tasks together stay under the rate.
+pub struct RequestPace(governor::DefaultDirectRateLimiter);
+
+impl RequestPace {
+    pub fn per_second(requests: NonZeroU32) -> Self {
+        RequestPace(governor::RateLimiter::direct(governor::Quota::per_second(
+            requests,
+        )))
+    }
+
+    /// Waits until one more request fits the budget.
+    pub async fn wait(&self) {
+        self.0.until_ready().await;
+    }
+}
 
 /// Where a listing continues: a folder (Drive folder id, or a path inside a Dropbox
 /// shared link) and the provider's page token.
