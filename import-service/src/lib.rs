@@ -8,13 +8,14 @@
 //! # Layout
 //! - [`providers`]: Google Drive and Dropbox: the folder-URL parser
 //!   ([`providers::folder_url`], the only place a user-supplied URL is read: parsed, never
-//!   fetched), the [`providers::ProviderClient`] trait, both clients, and the
-//!   transient/permanent classification of every failure.
+//!   fetched), the [`providers::ProviderClient`] trait, both clients, each provider's
+//!   request budget ([`providers::RequestPace`]), and the transient/permanent
+//!   classification of every failure.
 //! - [`config`]: settings from the environment ([`config::ImportConfig`]).
 //! - [`db`]: jobs, listing pages, items and the image catalog in SQL.
 //! - [`tasks`]: the two queues (`import.listing`, `import.file`) and their payloads.
-//! - [`pipeline`]: what the worker does with a task: list a page, copy a file; retries,
-//!   backoff and the per-provider rate limit.
+//! - [`pipeline`]: what the worker does with a task: list a page, copy a file; retries
+//!   and backoff.
 //! - [`storage_client`]: signed calls to the Storage Service (streamed ingest, URLs).
 //! - [`api`], [`state`], [`error`], [`openapi`]: `import-api`'s endpoints.
 //!

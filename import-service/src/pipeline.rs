@@ -17,7 +17,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-
 use rand::Rng;
 use sha2::{Digest, Sha256};
 use task_queue::sql::SqlLease;
