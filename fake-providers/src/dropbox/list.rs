@@ -56,27 +56,18 @@ pub(super) async fn list_folder(
         ),
         Err(_) => (String::new(), String::new()),
     };
-    let passed = match admit_listing(
+    let (arg, passed) = match admit_listing(
         &app,
         &headers,
         killer.as_deref(),
         FUNCTION,
-        &link_key,
-        &path,
+        (&link_key, &path),
+        arg,
     )
     .await
     {
-        Ok(p) => p,
+        Ok(admitted) => admitted,
         Err(refused) => return refused,
-    };
-    let arg = match arg {
-        Ok(a) => a,
-        Err(e) => {
-            return bad_input(
-                FUNCTION,
-                &format!("request body: could not decode input as JSON: {e}"),
-            )
-        }
     };
     if !(arg.path.is_empty() || arg.path.starts_with('/')) {
         return bad_input(
@@ -140,8 +131,8 @@ pub(super) async fn list_folder_continue(
     body: Bytes,
 ) -> Response {
     const FUNCTION: &str = "files/list_folder/continue";
-    let arg: Option<ContinueArg> = serde_json::from_slice(&body).ok();
-    let cursor = arg.as_ref().and_then(|a| decode_cursor(&a.cursor));
+    let arg: Result<ContinueArg, _> = serde_json::from_slice(&body);
+    let cursor = arg.as_ref().ok().and_then(|a| decode_cursor(&a.cursor));
     let (link_key, path) = cursor
         .as_ref()
         .and_then(|c| {
@@ -154,17 +145,14 @@ pub(super) async fn list_folder_continue(
         &headers,
         killer.as_deref(),
         FUNCTION,
-        &link_key,
-        &path,
+        (&link_key, &path),
+        arg,
     )
     .await
     {
-        Ok(p) => p,
+        Ok((_, passed)) => passed,
         Err(refused) => return refused,
     };
-    if arg.is_none() {
-        return bad_input(FUNCTION, "request body: could not decode input as JSON");
-    }
     let Some(cursor) = cursor else {
         return bad_input(
             FUNCTION,

@@ -33,19 +33,18 @@ pub(super) async fn get_shared_link_metadata(
     const FUNCTION: &str = "sharing/get_shared_link_metadata";
     let arg: Result<GetSharedLinkMetadataArg, _> = serde_json::from_slice(&body);
     let link_key = arg.as_ref().map(|a| link_id_of(&a.url)).unwrap_or_default();
-    let passed =
-        match admit_listing(&app, &headers, killer.as_deref(), FUNCTION, &link_key, "").await {
-            Ok(p) => p,
-            Err(refused) => return refused,
-        };
-    let arg = match arg {
-        Ok(a) => a,
-        Err(e) => {
-            return bad_input(
-                FUNCTION,
-                &format!("request body: could not decode input as JSON: {e}"),
-            )
-        }
+    let (arg, passed) = match admit_listing(
+        &app,
+        &headers,
+        killer.as_deref(),
+        FUNCTION,
+        (&link_key, ""),
+        arg,
+    )
+    .await
+    {
+        Ok(admitted) => admitted,
+        Err(refused) => return refused,
     };
     if arg.path.is_some_and(|p| !p.is_empty()) || arg.link_password.is_some() {
         return bad_input(

@@ -136,15 +136,16 @@ fn check_json_content_type(headers: &HeaderMap, function: &str) -> Result<(), Re
 }
 
 /// What every listing RPC does first, in Dropbox's order: counts a listing of
-/// `link_key` + `path`, applies the fault rules, checks the token and the content type.
-async fn admit_listing(
+/// `link_key` + `path`, applies the fault rules, checks the token and the content type,
+/// and then that the body decoded as `arg`.
+async fn admit_listing<T>(
     app: &FakeProviders,
     headers: &HeaderMap,
     killer: Option<&ConnKiller>,
     function: &str,
-    link_key: &str,
-    path: &str,
-) -> Result<crate::Passed, Response> {
+    (link_key, path): (&str, &str),
+    arg: Result<T, serde_json::Error>,
+) -> Result<(T, crate::Passed), Response> {
     app.0.stats.listing(&format!("{link_key}{path}"));
     let passed = app
         .admit(Route::DropboxList, &[link_key, path], killer)
@@ -152,7 +153,13 @@ async fn admit_listing(
         .map_err(|fault| fault_response(fault, Route::DropboxList))?;
     check_token(app, headers)?;
     check_json_content_type(headers, function)?;
-    Ok(passed)
+    let arg = arg.map_err(|e| {
+        bad_input(
+            function,
+            &format!("request body: could not decode input as JSON: {e}"),
+        )
+    })?;
+    Ok((arg, passed))
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response {
