@@ -172,7 +172,11 @@ pub async fn create_upload(
         .map_err(|e| AppError::StorageFault(format!("signing upload metadata: {e}")))?;
     let ticket = state.storage.presign(&token).await?;
     metrics::counter!("app_upload_urls_issued_total").increment(1);
-    tracing::info!(seller = %seller, upload_id = %ticket.upload_id, size = metadata.size, "upload URL issued");
+    // At debug: the audit event below records the same fact (seller, upload id, size, type,
+    // request id), and at info this line was the costliest part of the request
+    // (docs/benchmarks.md, `POST /uploads`, *Fifth look*). The upload's outcome is logged
+    // at info by storage ("upload accepted" / "upload rejected").
+    tracing::debug!(seller = %seller, upload_id = %ticket.upload_id, size = metadata.size, "upload URL issued");
     let event = state
         .audit
         .event(EventType::UploadUrlIssued)

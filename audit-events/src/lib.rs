@@ -210,17 +210,15 @@ fn to_json(event: &AuditEvent) -> String {
     serde_json::to_string(event).unwrap_or_default()
 }
 
-/// One log line per event (target `audit`).
+/// One log line per event (target `audit`): its type, to filter on, and the whole event
+/// as JSON in field `event`. The event's other fields are not repeated beside it: that
+/// doubled the line and its formatting cost, once per upload (docs/benchmarks.md,
+/// `POST /uploads`, *Fifth look*).
 pub fn log_event(event: &AuditEvent) {
     tracing::info!(
         target: "audit",
-        event_id = %event.id,
         event_type = event.kind.as_str(),
-        seller_id = event.seller_id.as_deref().unwrap_or(""),
-        request_id = event.request_id.as_deref().unwrap_or(""),
-        subject_id = event.subject_id.as_deref().unwrap_or(""),
-        reason = event.reason.as_deref().unwrap_or(""),
-        event = %to_json(event),
+        event = to_json(event).as_str(),
         "audit event"
     );
 }
