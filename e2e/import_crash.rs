@@ -12,8 +12,9 @@
 //!
 //! Downloads are delayed a little (`Fault::Delay`) so that each worker always has files
 //! in every stage (waiting for the provider, streaming into storage, committing), and
-//! the test checks that each kill really interrupted work: items the job showed as
-//! `importing` just before the kill come back for a second claim.
+//! the test checks that the kills really interrupted work: items the job showed as
+//! `importing` right after a kill come back for a second claim (for at least two of the
+//! three kills: a kill can, rarely, land while its victim holds no file).
 //!
 //! Storage's sweeper does not run in this harness, so nothing is tidied behind the
 //! test's back: the blob directory, including storage's `.incoming/` temp files, must
@@ -263,9 +264,12 @@ async fn killed_workers_lose_nothing(db: Db, queue: Queue, test: &str) {
         .collect();
     assert_eq!(item_images.len(), IMAGES, "two items share an image");
 
-    // Each kill interrupted work: some of the items `importing` just before it were
+    // The kills interrupted work: some of the items `importing` right after a kill were
     // claimed again afterwards (their task came back). Items an earlier snapshot already
     // showed are left out: they may be an earlier victim's, not yet claimed again.
+    // At least two of the three kills must have: a SIGKILL can, rarely, land while the
+    // victim holds no file (one CI run on a quick host saw it, 16 files in flight, all
+    // the survivor's), which says nothing about what is lost; one such kill is allowed.
     let attempts: std::collections::HashMap<&str, i64> = items
         .iter()
         .map(|i| {
@@ -288,14 +292,21 @@ async fn killed_workers_lose_nothing(db: Db, queue: Queue, test: &str) {
                     .is_some_and(|after| after > before)
             })
             .count();
-        assert!(
-            n > 0,
-            "the kill at {} imported interrupted nothing: {kill:?}",
-            kill.imported_before
-        );
         interrupted.push(n);
         earlier.extend(kill.importing.iter().map(|(id, _)| id.as_str()));
     }
+    let idle_kills: Vec<&Kill> = kills
+        .iter()
+        .zip(&interrupted)
+        .filter(|(_, n)| **n == 0)
+        .map(|(kill, _)| kill)
+        .collect();
+    assert!(
+        idle_kills.len() <= 1,
+        "{} of {} kills interrupted nothing: {idle_kills:?}",
+        idle_kills.len(),
+        kills.len()
+    );
     let downloads = stack.fake.stats().route(Route::DriveDownload);
     assert!(
         downloads > IMAGES as u64,
