@@ -2,14 +2,18 @@
 //!
 //! Services use `sqlx::AnyPool` with portable SQL (`$1` placeholders work on both) and
 //! keep one migration directory per dialect. SQLite files get WAL, a busy timeout and
-//! foreign keys, so several processes can share one file.
+//! foreign keys, so several processes can share one file. A service's writes may go
+//! through a [`Writer`]: on SQLite one connection of their own, on PostgreSQL the pool.
 
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
-use sqlx::{AnyPool, ConnectOptions, Executor};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Executor};
 
 use crate::config::ConfigError;
 use crate::health::ReadinessCheck;
@@ -167,6 +171,91 @@ impl Database {
     }
 }
 
+/// Where a service's writes go.
+///
+/// SQLite lets one connection write at a time. Writes from several pooled connections
+/// queue inside SQLite: the losers sleep in its busy handler, each write finds the
+/// others' changes and drops its page cache, and sqlx pings every connection on its
+/// way back to the pool (one more round trip to the connection's thread; it cannot be
+/// turned off). On SQLite a `Writer` is therefore one connection of its own, taken
+/// out of the pool at start-up, that writes wait for in turn (a fair lock): its cache
+/// stays warm and nothing pings it. Reads stay on the pool; in WAL mode they never
+/// wait for the writer. On PostgreSQL, which runs writes concurrently, a `Writer`
+/// hands out pooled connections.
+///
+/// Hold a [`WriteConnection`] for one statement or one transaction, not across other
+/// awaits: every other write waits for it. A write abandoned half-way (its future
+/// dropped) is safe: the connection runs its commands in order, and sqlx queues a
+/// dropped transaction's rollback ahead of the next one.
+#[derive(Clone, Debug)]
+pub struct Writer {
+    pool: AnyPool,
+    sqlite: Option<Arc<tokio::sync::Mutex<AnyConnection>>>,
+}
+
+/// A connection to write with, from [`Writer::acquire`]; it derefs to the connection.
+pub enum WriteConnection<'a> {
+    /// SQLite: the writer's own connection, held until this is dropped.
+    Sqlite(tokio::sync::MutexGuard<'a, AnyConnection>),
+    /// PostgreSQL: a pooled connection.
+    Pooled(PoolConnection<Any>),
+}
+
+impl Writer {
+    /// On SQLite, takes one connection out of the database's pool for the writes (the
+    /// pool opens another in its place); on PostgreSQL, writes use the pool.
+    pub async fn open(db: &Database) -> Result<Writer, DbError> {
+        let sqlite = match db.dialect {
+            Dialect::Sqlite => {
+                let conn = db.pool.acquire().await.map_err(DbError::Connect)?.detach();
+                Some(Arc::new(tokio::sync::Mutex::new(conn)))
+            }
+            Dialect::Postgres => None,
+        };
+        Ok(Writer {
+            pool: db.pool.clone(),
+            sqlite,
+        })
+    }
+
+    /// A connection to write with; on SQLite, waits for the writes before it.
+    ///
+    /// Waiting is bounded by the pool's acquire timeout on both engines, and ends in
+    /// [`sqlx::Error::PoolTimedOut`] (which [`is_unavailable`]).
+    pub async fn acquire(&self) -> Result<WriteConnection<'_>, sqlx::Error> {
+        match &self.sqlite {
+            Some(conn) => {
+                let limit = self.pool.options().get_acquire_timeout();
+                match tokio::time::timeout(limit, conn.lock()).await {
+                    Ok(guard) => Ok(WriteConnection::Sqlite(guard)),
+                    Err(_) => Err(sqlx::Error::PoolTimedOut),
+                }
+            }
+            None => Ok(WriteConnection::Pooled(self.pool.acquire().await?)),
+        }
+    }
+}
+
+impl Deref for WriteConnection<'_> {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        match self {
+            WriteConnection::Sqlite(conn) => conn,
+            WriteConnection::Pooled(conn) => conn,
+        }
+    }
+}
+
+impl DerefMut for WriteConnection<'_> {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        match self {
+            WriteConnection::Sqlite(conn) => conn,
+            WriteConnection::Pooled(conn) => conn,
+        }
+    }
+}
+
 /// Adds `mode=rwc` (create if missing) and creates the parent directory.
 fn prepare_sqlite_url(url: &str) -> Result<String, DbError> {
     let rest = url
@@ -317,6 +406,109 @@ mod tests {
         assert!(!is_busy(&missing), "{missing}");
         assert!(!is_unavailable(&missing), "{missing}");
         assert!(!is_busy(&sqlx::Error::RowNotFound));
+    }
+
+    /// A SQLite database with no migrations, in `dir`, whose pool waits at most 200 ms.
+    async fn scratch_sqlite(dir: &std::path::Path) -> Database {
+        static NO_MIGRATIONS: Migrator = Migrator::DEFAULT;
+        let settings = PoolSettings {
+            acquire_timeout: Duration::from_millis(200),
+            ..PoolSettings::default()
+        };
+        let url = format!("sqlite://{}", dir.join("writer.db").display());
+        let migrations = Migrations {
+            sqlite: &NO_MIGRATIONS,
+            postgres: &NO_MIGRATIONS,
+        };
+        Database::connect("TEST_DATABASE_URL", &url, migrations, &settings)
+            .await
+            .unwrap()
+    }
+
+    async fn count(db: &Database) -> i64 {
+        use sqlx::Row;
+        sqlx::query("SELECT COUNT(*) AS n FROM t")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap()
+            .get("n")
+    }
+
+    /// Concurrent writes through a SQLite writer all land, one after another, and the
+    /// pool reads them; a writer held past the acquire timeout makes the next write
+    /// unavailable (a 503), not stuck.
+    #[tokio::test]
+    async fn sqlite_writes_take_turns_on_one_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = scratch_sqlite(dir.path()).await;
+        let writer = Writer::open(&db).await.unwrap();
+        let mut conn = writer.acquire().await.unwrap();
+        assert!(matches!(conn, WriteConnection::Sqlite(_)));
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+            .await
+            .unwrap();
+        drop(conn);
+        let writes = (0..64).map(|id| {
+            let writer = writer.clone();
+            tokio::spawn(async move {
+                let mut conn = writer.acquire().await?;
+                sqlx::query("INSERT INTO t (id) VALUES ($1)")
+                    .bind(id)
+                    .execute(&mut *conn)
+                    .await
+            })
+        });
+        for write in futures::future::join_all(writes).await {
+            write.unwrap().unwrap();
+        }
+        assert_eq!(count(&db).await, 64);
+
+        let held = writer.acquire().await.unwrap();
+        let waited = writer.acquire().await.map(|_| ()).unwrap_err();
+        assert!(matches!(waited, sqlx::Error::PoolTimedOut), "{waited}");
+        assert!(is_unavailable(&waited));
+        drop(held);
+        writer.acquire().await.unwrap();
+    }
+
+    /// A write transaction dropped half-way leaves nothing behind, and the writer's next
+    /// write is not inside it.
+    #[tokio::test]
+    async fn an_abandoned_write_transaction_is_rolled_back() {
+        use sqlx::Connection;
+        let dir = tempfile::tempdir().unwrap();
+        let db = scratch_sqlite(dir.path()).await;
+        let writer = Writer::open(&db).await.unwrap();
+        writer
+            .acquire()
+            .await
+            .unwrap()
+            .execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+            .await
+            .unwrap();
+        {
+            let mut conn = writer.acquire().await.unwrap();
+            let mut tx = conn.begin().await.unwrap();
+            sqlx::query("INSERT INTO t (id) VALUES (1)")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+        }
+        let mut conn = writer.acquire().await.unwrap();
+        sqlx::query("INSERT INTO t (id) VALUES (2)")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        drop(conn);
+        use sqlx::Row;
+        let ids: Vec<i64> = sqlx::query("SELECT id FROM t ORDER BY id")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get("id"))
+            .collect();
+        assert_eq!(ids, [2]);
     }
 
     #[test]

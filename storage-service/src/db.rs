@@ -1,12 +1,14 @@
 //! The Storage Service's SQL: pending uploads, image records and request nonces.
 //!
 //! Portable SQL over `sqlx::AnyPool` (SQLite or PostgreSQL); every state change that
-//! must be atomic is a single conditional `UPDATE` or one transaction.
+//! must be atomic is a single conditional `UPDATE` or one transaction. Reads use the
+//! pool, writes the [`Writer`] (on SQLite one connection that writes in turn).
 
 use async_trait::async_trait;
+use service_kit::db::{Database, DbError, Writer};
 use shared_signing::{NonceStore, NonceStoreError};
 use sqlx::any::AnyRow;
-use sqlx::{AnyPool, Row};
+use sqlx::{AnyPool, Connection, Row};
 
 use crate::error::StorageResult;
 
@@ -67,7 +69,10 @@ pub enum Claim {
 
 #[derive(Clone, Debug)]
 pub struct Repo {
+    /// Reads.
     pool: AnyPool,
+    /// Writes (on SQLite one connection of their own, see [`Writer`]).
+    writer: Writer,
 }
 
 const IMAGE_COLUMNS: &str =
@@ -111,8 +116,12 @@ fn pending_from_row(row: &AnyRow) -> Result<PendingUpload, sqlx::Error> {
 }
 
 impl Repo {
-    pub fn new(pool: AnyPool) -> Self {
-        Repo { pool }
+    /// The repository of a connected, migrated database.
+    pub async fn open(db: &Database) -> Result<Self, DbError> {
+        Ok(Repo {
+            pool: db.pool.clone(),
+            writer: Writer::open(db).await?,
+        })
     }
 
     pub fn pool(&self) -> &AnyPool {
@@ -120,6 +129,7 @@ impl Repo {
     }
 
     pub async fn insert_pending(&self, upload: &PendingUpload) -> StorageResult<()> {
+        let mut conn = self.writer.acquire().await?;
         sqlx::query(
             "INSERT INTO pending_uploads (id, owner_id, filename, content_type, size, sha256, state, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8)",
@@ -132,7 +142,7 @@ impl Repo {
         .bind(&upload.sha256)
         .bind(upload.created_at)
         .bind(upload.expires_at)
-        .execute(&self.pool)
+        .execute(&mut *conn)
         .await?;
         Ok(())
     }
@@ -174,7 +184,8 @@ impl Repo {
                 .bind(upload.created_at)
                 .bind(upload.expires_at);
         }
-        query.execute(&self.pool).await?;
+        let mut conn = self.writer.acquire().await?;
+        query.execute(&mut *conn).await?;
         Ok(())
     }
 
@@ -198,6 +209,7 @@ impl Repo {
         now: i64,
         stale_before: i64,
     ) -> StorageResult<Claim> {
+        let mut conn = self.writer.acquire().await?;
         let updated = sqlx::query(
             "UPDATE pending_uploads SET state = 'receiving', claim_id = $2, claimed_at = $3 \
              WHERE id = $1 AND (state = 'pending' OR (state = 'receiving' AND claimed_at < $4))",
@@ -206,9 +218,10 @@ impl Repo {
         .bind(claim_id)
         .bind(now)
         .bind(stale_before)
-        .execute(&self.pool)
+        .execute(&mut *conn)
         .await?
         .rows_affected();
+        drop(conn);
         let current = self.pending(id).await?;
         Ok(match current {
             None => Claim::NotFound,
@@ -220,26 +233,28 @@ impl Repo {
 
     /// Keeps a claim alive during a long upload.
     pub async fn heartbeat(&self, id: &str, claim_id: &str, now: i64) -> StorageResult<()> {
+        let mut conn = self.writer.acquire().await?;
         sqlx::query(
             "UPDATE pending_uploads SET claimed_at = $3 WHERE id = $1 AND claim_id = $2 AND state = 'receiving'",
         )
         .bind(id)
         .bind(claim_id)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *conn)
         .await?;
         Ok(())
     }
 
     /// Gives a claim back after a failed PUT, so the URL can be retried until it expires.
     pub async fn release(&self, id: &str, claim_id: &str) -> StorageResult<()> {
+        let mut conn = self.writer.acquire().await?;
         sqlx::query(
             "UPDATE pending_uploads SET state = 'pending', claim_id = NULL, claimed_at = NULL \
              WHERE id = $1 AND claim_id = $2 AND state = 'receiving'",
         )
         .bind(id)
         .bind(claim_id)
-        .execute(&self.pool)
+        .execute(&mut *conn)
         .await?;
         Ok(())
     }
@@ -249,6 +264,7 @@ impl Repo {
         &self,
         image: &ImageRow,
     ) -> StorageResult<Result<(), sqlx::Error>> {
+        let mut conn = self.writer.acquire().await?;
         let result = sqlx::query(
             "INSERT INTO images (id, owner_id, state, source, source_ref, ingest_key, upload_id, filename, content_type, \
              size, sha256, md5, width, height, storage_key, created_at) \
@@ -269,7 +285,7 @@ impl Repo {
         .bind(image.height)
         .bind(&image.storage_key)
         .bind(image.created_at)
-        .execute(&self.pool)
+        .execute(&mut *conn)
         .await;
         match result {
             Ok(_) => Ok(Ok(())),
@@ -286,7 +302,8 @@ impl Repo {
         upload: Option<(&str, &str)>,
         now: i64,
     ) -> StorageResult<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.writer.acquire().await?;
+        let mut tx = conn.begin().await?;
         if let Some((upload_id, claim_id)) = upload {
             let done = sqlx::query(
                 "UPDATE pending_uploads SET state = 'completed', image_id = $3, claim_id = NULL \
@@ -314,17 +331,19 @@ impl Repo {
 
     /// Deletes an image row only while it is still 'committing'; true if it did.
     pub async fn delete_committing(&self, image_id: &str) -> StorageResult<bool> {
+        let mut conn = self.writer.acquire().await?;
         let done = sqlx::query("DELETE FROM images WHERE id = $1 AND state = 'committing'")
             .bind(image_id)
-            .execute(&self.pool)
+            .execute(&mut *conn)
             .await?;
         Ok(done.rows_affected() == 1)
     }
 
     pub async fn delete_image(&self, image_id: &str) -> StorageResult<()> {
+        let mut conn = self.writer.acquire().await?;
         sqlx::query("DELETE FROM images WHERE id = $1")
             .bind(image_id)
-            .execute(&self.pool)
+            .execute(&mut *conn)
             .await?;
         Ok(())
     }
@@ -404,14 +423,14 @@ impl Repo {
         let mut changed = 0;
         changed += sqlx::query("DELETE FROM request_nonces WHERE expires_at < $1")
             .bind(now)
-            .execute(&self.pool)
+            .execute(&mut *self.writer.acquire().await?)
             .await?
             .rows_affected();
         changed += sqlx::query(
             "DELETE FROM pending_uploads WHERE state <> 'receiving' AND expires_at < $1",
         )
         .bind(now - keep_expired_for)
-        .execute(&self.pool)
+        .execute(&mut *self.writer.acquire().await?)
         .await?
         .rows_affected();
         changed += sqlx::query(
@@ -419,7 +438,7 @@ impl Repo {
              WHERE state = 'receiving' AND claimed_at < $1",
         )
         .bind(stale_claim_before)
-        .execute(&self.pool)
+        .execute(&mut *self.writer.acquire().await?)
         .await?
         .rows_affected();
         Ok(changed)
@@ -444,15 +463,17 @@ impl NonceStore for SqlNonceStore {
         nonce: &str,
         expires_at: i64,
     ) -> Result<bool, NonceStoreError> {
+        let unavailable = |e: sqlx::Error| NonceStoreError::new(service_kit::db::short_error(&e));
+        let mut conn = self.0.writer.acquire().await.map_err(unavailable)?;
         let inserted = sqlx::query(
             "INSERT INTO request_nonces (key_id, nonce, expires_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
         )
         .bind(key_id)
         .bind(nonce)
         .bind(expires_at)
-        .execute(&self.0.pool)
+        .execute(&mut *conn)
         .await
-        .map_err(|e| NonceStoreError::new(service_kit::db::short_error(&e)))?
+        .map_err(unavailable)?
         .rows_affected();
         Ok(inserted == 1)
     }

@@ -163,7 +163,8 @@ pub async fn build_state(config: StorageConfig) -> anyhow::Result<AppState> {
     let blobs = blobs::open_blob_store(&config.blob_store_url, config.s3.clone())
         .map_err(|e| anyhow::anyhow!("{}: {e}", config::vars::BLOB_STORE))?;
     let audit = Audit::open(SERVICE_NAME, config.audit.clone(), &db.pool).await?;
-    Ok(state_from_parts(config, Repo::new(db.pool), blobs, audit))
+    let repo = Repo::open(&db).await?;
+    Ok(state_from_parts(config, repo, blobs, audit))
 }
 
 /// Builds the state from already-open parts (tests use in-memory ones).

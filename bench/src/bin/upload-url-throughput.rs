@@ -1115,8 +1115,10 @@ impl Report {
              none is refused"
         );
         md.push_str(
-            "- Databases: SQLite files (WAL, `synchronous = NORMAL`, pool of 16) in the work \
-             directory; storage's sweeper and the limiter's housekeeping run as in `run()`\n",
+            "- Databases: SQLite files (WAL, `synchronous = NORMAL`; pools of 4 for reads, and \
+             storage's writes on one connection of their own, `service_kit::db::Writer`) in \
+             the work directory; storage's sweeper and the limiter's housekeeping run as in \
+             `run()`\n",
         );
         match (o.log, self.log_bytes) {
             (LogMode::File, bytes) => {
