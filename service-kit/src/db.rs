@@ -425,13 +425,12 @@ mod tests {
             .unwrap()
     }
 
-    async fn count(db: &Database) -> i64 {
-        use sqlx::Row;
-        sqlx::query("SELECT COUNT(*) AS n FROM t")
-            .fetch_one(&db.pool)
+    /// The ids in table `t`, read through the pool.
+    async fn ids(db: &Database) -> Vec<i64> {
+        sqlx::query_scalar("SELECT id FROM t ORDER BY id")
+            .fetch_all(&db.pool)
             .await
             .unwrap()
-            .get("n")
     }
 
     /// Concurrent writes through a SQLite writer all land, one after another, and the
@@ -461,7 +460,7 @@ mod tests {
         for write in futures::future::join_all(writes).await {
             write.unwrap().unwrap();
         }
-        assert_eq!(count(&db).await, 64);
+        assert_eq!(ids(&db).await, (0..64).collect::<Vec<i64>>());
 
         let held = writer.acquire().await.unwrap();
         let waited = writer.acquire().await.map(|_| ()).unwrap_err();
@@ -500,15 +499,7 @@ mod tests {
             .await
             .unwrap();
         drop(conn);
-        use sqlx::Row;
-        let ids: Vec<i64> = sqlx::query("SELECT id FROM t ORDER BY id")
-            .fetch_all(&db.pool)
-            .await
-            .unwrap()
-            .iter()
-            .map(|row| row.get("id"))
-            .collect();
-        assert_eq!(ids, [2]);
+        assert_eq!(ids(&db).await, [2]);
     }
 
     #[test]
