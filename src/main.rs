@@ -75,30 +75,31 @@ fn serve(service: &str) -> ExitCode {
         }
     };
     let env = service_kit::Env::process();
+    let logs;
     let result = match service {
         "storage" => {
-            service_kit::telemetry::init_tracing(storage_service::SERVICE_NAME);
+            logs = service_kit::telemetry::init_tracing(storage_service::SERVICE_NAME);
             match storage_service::config::StorageConfig::from_env(&env) {
                 Ok(config) => runtime.block_on(storage_service::run(config)),
                 Err(e) => Err(e.into()),
             }
         }
         "app" => {
-            service_kit::telemetry::init_tracing(app_service::SERVICE_NAME);
+            logs = service_kit::telemetry::init_tracing(app_service::SERVICE_NAME);
             match app_service::config::AppConfig::from_env(&env) {
                 Ok(config) => runtime.block_on(app_service::run(config)),
                 Err(e) => Err(e.into()),
             }
         }
         "import-api" => {
-            service_kit::telemetry::init_tracing(import_service::API_SERVICE_NAME);
+            logs = service_kit::telemetry::init_tracing(import_service::API_SERVICE_NAME);
             match import_service::config::ImportConfig::from_env(&env) {
                 Ok(config) => runtime.block_on(import_service::run_api(config)),
                 Err(e) => Err(e.into()),
             }
         }
         "import-worker" => {
-            service_kit::telemetry::init_tracing(import_service::WORKER_SERVICE_NAME);
+            logs = service_kit::telemetry::init_tracing(import_service::WORKER_SERVICE_NAME);
             match import_service::config::ImportConfig::from_env(&env) {
                 Ok(config) => runtime.block_on(import_service::run_worker(
                     config,
@@ -108,14 +109,14 @@ fn serve(service: &str) -> ExitCode {
             }
         }
         "audit" => {
-            service_kit::telemetry::init_tracing(audit_service::SERVICE_NAME);
+            logs = service_kit::telemetry::init_tracing(audit_service::SERVICE_NAME);
             match audit_service::config::AuditConfig::from_env(&env) {
                 Ok(config) => runtime.block_on(audit_service::run(config)),
                 Err(e) => Err(e.into()),
             }
         }
         "web" => {
-            service_kit::telemetry::init_tracing(web::SERVICE_NAME);
+            logs = service_kit::telemetry::init_tracing(web::SERVICE_NAME);
             match web::WebConfig::from_env(&env) {
                 Ok(config) => runtime.block_on(web::run(config)),
                 Err(e) => Err(e.into()),
@@ -128,6 +129,9 @@ fn serve(service: &str) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // The runtime's last tasks first, then the log writer writes out what they logged.
+    drop(runtime);
+    drop(logs);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -1,9 +1,11 @@
 //! Tracing set-up and trace-context propagation.
 //!
 //! Logs are pretty in a terminal and JSON otherwise (override with `LOG_FORMAT=json|pretty`),
-//! filtered by `RUST_LOG` (default `info`). Every request carries an `x-request-id`
-//! (taken from the caller or generated) and a W3C `traceparent`; [`outgoing_headers`]
-//! returns both for calls this request makes to other services.
+//! filtered by `RUST_LOG` (default `info`), and written to stdout by a thread of their
+//! own ([`init_tracing`] returns the [`LogGuard`] that keeps it running). Every request
+//! carries an `x-request-id` (taken from the caller or generated) and a W3C
+//! `traceparent`; [`outgoing_headers`] returns both for calls this request makes to
+//! other services.
 
 use std::io::IsTerminal;
 
@@ -22,34 +24,89 @@ pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 /// [`crate::Env`]): the filter and the format.
 pub const VARS: [&str; 2] = ["RUST_LOG", "LOG_FORMAT"];
 
-/// Installs the global subscriber. Safe to call more than once (later calls do nothing).
-pub fn init_tracing(service: &'static str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = match std::env::var(VARS[1]).as_deref() {
-        Ok("json") => true,
-        Ok("pretty") => false,
-        _ => !std::io::stdout().is_terminal(),
+/// How log lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line, the current span's fields under `span`.
+    Json,
+    /// Human-readable, for a terminal.
+    Pretty,
+}
+
+/// Keeps the log writer's thread running. Hold it until `main` returns: dropping it
+/// writes out every line still queued, and lines logged after that are lost.
+#[must_use = "dropping the guard stops the log writer; hold it until main returns"]
+pub struct LogGuard {
+    _writer: Option<tracing_appender::non_blocking::WorkerGuard>,
+}
+
+/// Installs the global subscriber, logging to standard output. Safe to call more than
+/// once (later calls do nothing and return an inert guard).
+pub fn init_tracing(service: &'static str) -> LogGuard {
+    let format = match std::env::var(VARS[1]).as_deref() {
+        Ok("json") => LogFormat::Json,
+        Ok("pretty") => LogFormat::Pretty,
+        _ if std::io::stdout().is_terminal() => LogFormat::Pretty,
+        _ => LogFormat::Json,
     };
+    init_tracing_into(service, std::io::stdout(), format)
+}
+
+/// As [`init_tracing`], into `sink` (the benchmarks log into a file this way).
+///
+/// Lines are formatted on the thread that logs them and written by a thread of their
+/// own (`tracing_appender::non_blocking`), which writes whatever has queued up with one
+/// system call: a request never waits on the write, and under load many lines share
+/// one. The queue holds up to 128,000 lines and is not lossy: when it is full, logging
+/// waits. A process killed outright loses the lines still queued (normally none: the
+/// writer catches up within microseconds).
+pub fn init_tracing_into(
+    service: &'static str,
+    sink: impl std::io::Write + Send + 'static,
+    format: LogFormat,
+) -> LogGuard {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("log-writer")
+        .finish(std::io::BufWriter::with_capacity(LOG_BUFFER_BYTES, sink));
     let registry = tracing_subscriber::registry().with(filter);
-    let result = if json {
-        registry
+    let result = match format {
+        LogFormat::Json => registry
             .with(
                 tracing_subscriber::fmt::layer()
                     .json()
                     .flatten_event(true)
                     .with_current_span(true)
-                    .with_span_list(false),
+                    .with_span_list(false)
+                    .with_writer(writer),
             )
-            .try_init()
-    } else {
-        registry
-            .with(tracing_subscriber::fmt::layer().with_target(false))
-            .try_init()
+            .try_init(),
+        LogFormat::Pretty => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_target(false)
+                    .with_writer(writer),
+            )
+            .try_init(),
     };
-    if result.is_ok() {
-        tracing::debug!(service, "tracing initialised");
+    match result {
+        Ok(()) => {
+            tracing::debug!(service, "tracing initialised");
+            LogGuard {
+                _writer: Some(guard),
+            }
+        }
+        // Already installed: this writer is not used; its thread stops with the guard.
+        Err(_) => {
+            drop(guard);
+            LogGuard { _writer: None }
+        }
     }
 }
+
+/// The log writer's buffer: what one system call writes at most.
+const LOG_BUFFER_BYTES: usize = 64 * 1024;
 
 /// Trace context of the request being served.
 #[derive(Debug, Clone)]
@@ -162,6 +219,47 @@ pub fn outgoing_headers() -> Vec<(HeaderName, HeaderValue)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A sink the test can read after the log writer is done with it.
+    #[derive(Clone, Default)]
+    struct SharedSink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for SharedSink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The only test in this crate that installs the global subscriber.
+    #[test]
+    fn every_line_is_written_by_the_time_the_guard_is_dropped() {
+        let sink = SharedSink::default();
+        let guard = init_tracing_into("telemetry-test", sink.clone(), LogFormat::Json);
+        // A second installation does nothing: its sink never sees a line.
+        let ignored = SharedSink::default();
+        drop(init_tracing_into("again", ignored.clone(), LogFormat::Json));
+        let span = tracing::info_span!("request", request_id = "req-42");
+        let _entered = span.enter();
+        for n in 0..5_000 {
+            tracing::info!(target: "telemetry_test", n, "line");
+        }
+        drop(guard);
+
+        let written = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        let ours: Vec<serde_json::Value> = written
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("every line is one JSON object"))
+            .filter(|line: &serde_json::Value| line["target"] == "telemetry_test")
+            .collect();
+        assert_eq!(ours.len(), 5_000, "lines were lost");
+        assert_eq!(ours[4_999]["n"], 4_999);
+        assert_eq!(ours[0]["span"]["request_id"], "req-42");
+        assert!(ignored.0.lock().unwrap().is_empty());
+    }
 
     #[test]
     fn keeps_the_callers_trace_id() {

@@ -7,7 +7,7 @@ static ALLOCATOR: service_kit::Allocator = service_kit::Allocator;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    service_kit::telemetry::init_tracing(storage_service::SERVICE_NAME);
+    let _logs = service_kit::telemetry::init_tracing(storage_service::SERVICE_NAME);
     let config = match storage_service::config::StorageConfig::from_env(&Env::process()) {
         Ok(config) => config,
         Err(e) => {

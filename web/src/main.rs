@@ -7,7 +7,7 @@ static ALLOCATOR: service_kit::Allocator = service_kit::Allocator;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    service_kit::telemetry::init_tracing(web::SERVICE_NAME);
+    let _logs = service_kit::telemetry::init_tracing(web::SERVICE_NAME);
     let config = match web::WebConfig::from_env(&Env::process()) {
         Ok(config) => config,
         Err(e) => {

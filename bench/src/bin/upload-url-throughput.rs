@@ -22,7 +22,6 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
@@ -243,9 +242,10 @@ fn run(options: &Options, command: &str) -> Result<bool> {
 fn measure(options: &Options, work: &Path, command: &str, wrk_version: String) -> Result<Report> {
     let load_before = load_average();
     let log_file = work.join("services.log");
-    if options.log == LogMode::File {
-        init_tracing(&log_file)?;
-    }
+    let logs = match options.log {
+        LogMode::File => Some(init_tracing(&log_file)?),
+        LogMode::Off => None,
+    };
     // Production installs the Prometheus recorder when `/metrics` is first scraped;
     // install it now so every request updates real metrics, as it would there.
     let _ = service_kit::metrics::prometheus();
@@ -316,8 +316,10 @@ fn measure(options: &Options, work: &Path, command: &str, wrk_version: String) -
             runs.push(measured);
         }
     }
-    let log_bytes = std::fs::metadata(&log_file).map(|m| m.len()).ok();
     runtime.shutdown_timeout(Duration::from_secs(2));
+    // Writes out what the log writer still holds before the file is measured.
+    drop(logs);
+    let log_bytes = std::fs::metadata(&log_file).map(|m| m.len()).ok();
 
     Ok(Report {
         date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
@@ -332,25 +334,17 @@ fn measure(options: &Options, work: &Path, command: &str, wrk_version: String) -
     })
 }
 
-/// The services' log format (`service_kit::telemetry::init_tracing`: JSON, `info`),
-/// into `path` instead of stdout, which carries the report.
-fn init_tracing(path: &Path) -> Result<()> {
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
+/// The services' logging as in production (`service_kit::telemetry::init_tracing`:
+/// JSON, `RUST_LOG` or `info`, written by the non-blocking log writer), into `path`
+/// instead of stdout, which carries the report.
+fn init_tracing(path: &Path) -> Result<service_kit::telemetry::LogGuard> {
     let file =
         std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    tracing_subscriber::registry()
-        .with(tracing_subscriber::EnvFilter::new("info"))
-        .with(
-            tracing_subscriber::fmt::layer()
-                .json()
-                .flatten_event(true)
-                .with_current_span(true)
-                .with_span_list(false)
-                .with_writer(Arc::new(file)),
-        )
-        .try_init()
-        .context("installing the tracing subscriber")
+    Ok(service_kit::telemetry::init_tracing_into(
+        "upload-url-throughput",
+        file,
+        service_kit::telemetry::LogFormat::Json,
+    ))
 }
 
 // ---------------------------------------------------------------- the stack
@@ -1124,7 +1118,8 @@ impl Report {
             (LogMode::File, bytes) => {
                 let _ = writeln!(
                     md,
-                    "- Logging: JSON at `info` as the services log in production, into a file \
+                    "- Logging: JSON at `info` as the services log in production (formatted on the \
+                     request's thread, written by the non-blocking log writer), into a file \
                      ({} written); Prometheus recorder installed",
                     bytes.map_or_else(
                         || "size unknown".to_owned(),

@@ -9,7 +9,7 @@ static ALLOCATOR: std::alloc::System = std::alloc::System;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    service_kit::telemetry::init_tracing(import_service::WORKER_SERVICE_NAME);
+    let _logs = service_kit::telemetry::init_tracing(import_service::WORKER_SERVICE_NAME);
     let config = match import_service::config::ImportConfig::from_env(&Env::process()) {
         Ok(config) => config,
         Err(e) => {
