@@ -62,8 +62,9 @@ OPTIONS:
     --connections N      wrk connections, i.e. requests in flight (default: 32)
     --threads N          wrk threads (default: 1; wrk shares the cores with the services)
     --runs N             measured runs per endpoint, interleaved (default: 3)
-    --log MODE           file (default): the services log JSON at `info`, as in production,
-                         into services.log in the work directory; off: no subscriber
+    --log MODE           file (default): the services log JSON at `info` (or RUST_LOG), as
+                         in production, into services.log in the work directory;
+                         off: no subscriber
     --wrk PATH           the wrk binary (default: wrk from PATH; `apt-get install wrk`)
     --work-dir DIR       databases, blobs and the log go in a fresh subdirectory of DIR
                          (default: target/bench-work)
@@ -1118,9 +1119,10 @@ impl Report {
             (LogMode::File, bytes) => {
                 let _ = writeln!(
                     md,
-                    "- Logging: JSON at `info` as the services log in production (formatted on the \
+                    "- Logging: JSON at `{}` as the services log in production (formatted on the \
                      request's thread, written by the non-blocking log writer), into a file \
                      ({} written); Prometheus recorder installed",
+                    std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned()),
                     bytes.map_or_else(
                         || "size unknown".to_owned(),
                         |b| format!("{:.0} MB", b as f64 / 1e6)
