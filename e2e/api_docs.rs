@@ -383,6 +383,7 @@ impl Doc {
         let text = text.replace(&self.data_dir, "<data dir>");
         let text = replace_shards(&text);
         let text = replace_tokens(&text);
+        let text = replace_url_lifetimes(&text);
         let text = replace_timestamps(&text);
         replace_uuids(&text)
     }
@@ -432,6 +433,28 @@ fn replace_tokens(text: &str) -> String {
             .unwrap_or(after.len());
         out.push_str("token=<url-token>");
         rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `Cache-Control: private, max-age=300` → `max-age=<seconds the URL has left>`: storage
+/// caches an image for what is left of its download URL's lifetime, one second less when
+/// a second boundary falls between signing the URL and fetching it.
+fn replace_url_lifetimes(text: &str) -> String {
+    const MARKER: &str = "cache-control: private, max-age=";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(MARKER) {
+        out.push_str(&rest[..at + MARKER.len()]);
+        let after = &rest[at + MARKER.len()..];
+        let digits = after.len() - after.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        out.push_str(if digits > 0 {
+            "<seconds the URL has left>"
+        } else {
+            ""
+        });
+        rest = &after[digits..];
     }
     out.push_str(rest);
     out
