@@ -65,7 +65,7 @@ pub fn init_tracing_into(
     sink: impl std::io::Write + Send + 'static,
     format: LogFormat,
 ) -> LogGuard {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::new(log_filter());
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
         .thread_name("log-writer")
@@ -103,6 +103,14 @@ pub fn init_tracing_into(
             LogGuard { _writer: None }
         }
     }
+}
+
+/// The filter [`init_tracing`] installs: `RUST_LOG` if it is a valid filter, else `info`.
+pub fn log_filter() -> String {
+    std::env::var(VARS[0])
+        .ok()
+        .filter(|v| EnvFilter::try_new(v).is_ok())
+        .unwrap_or_else(|| "info".to_owned())
 }
 
 /// The log writer's buffer: what one system call writes at most.
@@ -256,7 +264,9 @@ mod tests {
             .filter(|line: &serde_json::Value| line["target"] == "telemetry_test")
             .collect();
         assert_eq!(ours.len(), 5_000, "lines were lost");
-        assert_eq!(ours[4_999]["n"], 4_999);
+        for (n, line) in ours.iter().enumerate() {
+            assert_eq!(line["n"], n, "lines out of order");
+        }
         assert_eq!(ours[0]["span"]["request_id"], "req-42");
         assert!(ignored.0.lock().unwrap().is_empty());
     }

@@ -1122,7 +1122,7 @@ impl Report {
                     "- Logging: JSON at `{}` as the services log in production (formatted on the \
                      request's thread, written by the non-blocking log writer), into a file \
                      ({} written); Prometheus recorder installed",
-                    std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned()),
+                    service_kit::telemetry::log_filter(),
                     bytes.map_or_else(
                         || "size unknown".to_owned(),
                         |b| format!("{:.0} MB", b as f64 / 1e6)
