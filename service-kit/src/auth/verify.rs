@@ -13,7 +13,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use serde_json::{Map, Value};
+use serde::Deserialize;
+use serde_json::Value;
 
 use super::config::{AuthConfig, MAX_LEEWAY};
 use super::error::AuthError;
@@ -27,6 +28,9 @@ pub(crate) struct Verifier {
     issuer: String,
     audience: String,
     leeway_secs: u64,
+    /// What `jsonwebtoken` checks, one per accepted algorithm, built once: building one
+    /// per request was about 2 % of `POST /uploads`' CPU (`docs/benchmarks.md`).
+    validations: [Validation; 3],
     /// `(kid, key)` of the HS256 secret.
     hs256: Option<(String, Arc<PinnedKey>)>,
     jwks: Option<JwksCache>,
@@ -77,10 +81,13 @@ impl Verifier {
                 hs256.as_ref().map(|(kid, _)| kid.clone()),
             )
         });
+        let validations = ACCEPTED_ALGORITHMS
+            .map(|alg| validation(alg, &config.issuer, &config.audience, leeway.as_secs()));
         Verifier {
             issuer: config.issuer.clone(),
             audience: config.audience.clone(),
             leeway_secs: leeway.as_secs(),
+            validations,
             hs256,
             jwks,
         }
@@ -94,9 +101,13 @@ impl Verifier {
                 "the token's `alg` is not the algorithm of the key it names",
             ));
         }
-        let data =
-            jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &self.validation(key.alg))
-                .map_err(map_jwt_error)?;
+        let validation = self
+            .validation(key.alg)
+            .ok_or(AuthError::UnsupportedAlgorithm(
+                "only HS256, RS256 and ES256 are accepted",
+            ))?;
+        let data = jsonwebtoken::decode::<TokenClaims>(token, &key.key, validation)
+            .map_err(map_jwt_error)?;
         self.claims(data.claims, header.kid)
     }
 
@@ -114,34 +125,26 @@ impl Verifier {
         }
     }
 
-    fn validation(&self, alg: Algorithm) -> Validation {
-        let mut validation = Validation::new(alg);
-        validation.leeway = self.leeway_secs;
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
-        validation.validate_aud = true;
-        validation.set_issuer(&[&self.issuer]);
-        validation.set_audience(&[&self.audience]);
-        // jsonwebtoken only requires `exp` by default; without this a token with no
-        // `aud` or `iss` would pass.
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation
+    /// The checks for a key's pinned algorithm; `None` for one outside
+    /// [`ACCEPTED_ALGORITHMS`], which no key is pinned to and the header parser refuses.
+    fn validation(&self, alg: Algorithm) -> Option<&Validation> {
+        let index = ACCEPTED_ALGORITHMS
+            .iter()
+            .position(|accepted| *accepted == alg)?;
+        self.validations.get(index)
     }
 
-    fn claims(
-        &self,
-        claims: Map<String, Value>,
-        kid: Option<String>,
-    ) -> Result<SellerClaims, AuthError> {
+    fn claims(&self, claims: TokenClaims, kid: Option<String>) -> Result<SellerClaims, AuthError> {
         // jsonwebtoken also accepts an array `iss` that contains ours; RFC 7519 says
         // `iss` is one string.
-        if claims.get("iss").and_then(Value::as_str) != Some(self.issuer.as_str()) {
+        if claims.iss.as_ref().and_then(Value::as_str) != Some(self.issuer.as_str()) {
             return Err(AuthError::InvalidIssuer(
                 "`iss` must be a single string naming the trusted issuer",
             ));
         }
         let sub = claims
-            .get("sub")
+            .sub
+            .as_ref()
             .and_then(Value::as_str)
             .ok_or(AuthError::InvalidSubject("`sub` must be a string"))?;
         let seller_id = SellerId::parse(sub).map_err(|_| {
@@ -151,7 +154,8 @@ impl Verifier {
         })?;
         let expires_at =
             claims
-                .get("exp")
+                .exp
+                .as_ref()
                 .and_then(numeric_date)
                 .ok_or(AuthError::MalformedToken(
                     "`exp` must be a number of seconds",
@@ -160,8 +164,12 @@ impl Verifier {
             seller_id,
             issuer: self.issuer.clone(),
             expires_at,
-            issued_at: claims.get("iat").and_then(numeric_date),
-            token_id: claims.get("jti").and_then(Value::as_str).map(str::to_owned),
+            issued_at: claims.iat.as_ref().and_then(numeric_date),
+            token_id: claims
+                .jti
+                .as_ref()
+                .and_then(Value::as_str)
+                .map(str::to_owned),
             key_id: kid,
         })
     }
@@ -179,6 +187,36 @@ impl std::fmt::Debug for Verifier {
     }
 }
 
+/// The algorithms a key may be pinned to, and so the only ones a token may name.
+const ACCEPTED_ALGORITHMS: [Algorithm; 3] = [Algorithm::HS256, Algorithm::RS256, Algorithm::ES256];
+
+/// What `jsonwebtoken` checks before [`Verifier::claims`] looks at a token.
+fn validation(alg: Algorithm, issuer: &str, audience: &str, leeway_secs: u64) -> Validation {
+    let mut validation = Validation::new(alg);
+    validation.leeway = leeway_secs;
+    validation.validate_exp = true;
+    validation.validate_nbf = true;
+    validation.validate_aud = true;
+    validation.set_issuer(&[issuer]);
+    validation.set_audience(&[audience]);
+    // jsonwebtoken only requires `exp` by default; without this a token with no
+    // `aud` or `iss` would pass.
+    validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    validation
+}
+
+/// The claims [`Verifier::claims`] reads, each as whatever JSON the token holds (their
+/// types are checked there); the rest are skipped rather than copied into a map.
+/// `jsonwebtoken` has already checked `exp`, `nbf`, `iss` and `aud` by then.
+#[derive(Deserialize)]
+struct TokenClaims {
+    iss: Option<Value>,
+    sub: Option<Value>,
+    exp: Option<Value>,
+    iat: Option<Value>,
+    jti: Option<Value>,
+}
+
 fn numeric_date(value: &Value) -> Option<u64> {
     value.as_u64().or_else(|| {
         value
@@ -186,6 +224,28 @@ fn numeric_date(value: &Value) -> Option<u64> {
             .filter(|f| f.is_finite() && *f >= 0.0)
             .map(|f| f as u64)
     })
+}
+
+/// The JOSE header members [`parse_header`] looks at; the rest are skipped.
+#[derive(Deserialize)]
+struct RawHeader {
+    #[serde(default)]
+    alg: Member,
+    #[serde(default)]
+    kid: Member,
+    #[serde(default)]
+    crit: Member,
+}
+
+/// A JSON member as found: `None` when absent, `Some(Value::Null)` when `null` (which
+/// `Option<Value>` would not tell apart from absent).
+#[derive(Default)]
+struct Member(Option<Value>);
+
+impl<'de> Deserialize<'de> for Member {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Value::deserialize(deserializer).map(|value| Member(Some(value)))
+    }
 }
 
 /// Reads the JOSE header without trusting it. Done by hand rather than with
@@ -215,10 +275,15 @@ pub(crate) fn parse_header(token: &str) -> Result<TokenHeader, AuthError> {
     let header_json = URL_SAFE_NO_PAD
         .decode(parts[0])
         .map_err(|_| AuthError::MalformedToken("the header is not base64url"))?;
-    let header: Map<String, Value> = serde_json::from_slice(&header_json)
-        .map_err(|_| AuthError::MalformedToken("the header is not a JSON object"))?;
+    // A derived struct would also read a JSON array, field by field: refuse it first.
+    // A member named twice fails the parse (RFC 7515 §4: reject, or take the last).
+    let not_an_object = || AuthError::MalformedToken("the header is not a JSON object");
+    if header_json.trim_ascii_start().first() != Some(&b'{') {
+        return Err(not_an_object());
+    }
+    let header: RawHeader = serde_json::from_slice(&header_json).map_err(|_| not_an_object())?;
 
-    let alg = match header.get("alg") {
+    let alg = match &header.alg.0 {
         Some(Value::String(alg)) => alg.as_str(),
         _ => return Err(AuthError::MalformedToken("the header has no `alg`")),
     };
@@ -238,14 +303,14 @@ pub(crate) fn parse_header(token: &str) -> Result<TokenHeader, AuthError> {
         }
     };
     // RFC 7515 §4.1.11: extensions listed in `crit` must be understood; we know none.
-    if header.contains_key("crit") {
+    if header.crit.0.is_some() {
         return Err(AuthError::MalformedToken(
             "critical header extensions (`crit`) are not supported",
         ));
     }
-    let kid = match header.get("kid") {
+    let kid = match header.kid.0 {
         None => None,
-        Some(Value::String(kid)) => Some(kid.clone()),
+        Some(Value::String(kid)) => Some(kid),
         Some(_) => return Err(AuthError::MalformedToken("`kid` must be a string")),
     };
     Ok(TokenHeader { alg, kid })
@@ -332,6 +397,18 @@ mod tests {
             "malformed-token"
         );
         assert_eq!(code(r#"["alg"]"#), "malformed-token");
+        assert_eq!(code(r#"["HS256"]"#), "malformed-token");
+        assert_eq!(code(r#" ["HS256", "k1"]"#), "malformed-token");
+        // Present but null is not absent.
+        assert_eq!(code(r#"{"alg":"HS256","kid":null}"#), "malformed-token");
+        assert_eq!(code(r#"{"alg":"HS256","crit":null}"#), "malformed-token");
+        assert_eq!(code(r#"{"alg":null}"#), "malformed-token");
+        // A member named twice.
+        assert_eq!(code(r#"{"alg":"HS256","alg":"none"}"#), "malformed-token");
+        assert_eq!(
+            code(r#"{"alg":"HS256","kid":"a","kid":"b"}"#),
+            "malformed-token"
+        );
         assert_eq!(code("not json"), "malformed-token");
     }
 
